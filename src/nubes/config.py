@@ -1,0 +1,62 @@
+"""One settings object for every Nubes process.
+
+Every knob is an environment variable `NUBES_<FIELD>` (pydantic-settings).
+Nothing else in the package reads the environment: `Settings` is built once
+in the CLI and passed down. The defaults are the embedded single-node setup
+(SQLite, in-process broker, in-process cache); production points the three
+URLs at PostgreSQL, RabbitMQ and Redis.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Validated configuration; see docs/configuration.md for each field."""
+
+    model_config = SettingsConfigDict(env_prefix="NUBES_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./var/nubes.db"
+    broker_url: str = "memory://"
+    redis_url: str = "memory://"
+    bind: str = "0.0.0.0"
+    flap_raw_port: int = Field(default=5002, ge=0, le=65535)
+    flap_base64_port: int = Field(default=5003, ge=0, le=65535)
+    dtls_port: int = Field(default=5005, ge=0, le=65535)
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    log_level: str = "INFO"
+    # Names of the broker's exchanges and queues start with this, so that
+    # several installations (or test runs) can share one RabbitMQ.
+    broker_prefix: str = "nubes"
+    # Keys in Redis start with this, for the same reason.
+    cache_prefix: str = "nubes"
+    # How often the gateway asks the database for devices changed elsewhere.
+    device_refresh_seconds: float = Field(default=1.0, gt=0, le=5.0)
+    # Completed uplinks are published in batches: at most this many ...
+    publish_batch_size: int = Field(default=256, ge=1, le=10_000)
+    # ... or whatever arrived within this many milliseconds.
+    publish_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+    # Upper bound on how long a publish may wait for the broker before the
+    # gateway withholds the device's ack (the device then repeats).
+    publish_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    # Worker: how many pipeline batches may be unacknowledged at once.
+    worker_prefetch: int = Field(default=64, ge=1, le=10_000)
+    # Gateway device state idle longer than this is evicted from memory.
+    device_idle_seconds: float = Field(default=600.0, gt=0)
+    # Downlinks not delivered within this many days expire.
+    downlink_expiry_days: int = Field(default=30, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,72 @@
+"""The one error tree of Nubes.
+
+    NubesError
+     ├── ConfigError            settings that cannot work together
+     ├── ProtocolError          a device sent something we cannot accept
+     │    ├── EnvelopeError     MAC envelope: short, serial 0, bad base64
+     │    ├── PacketError       FLAP packet: too short, A with data, ...
+     │    └── MessageError      a reassembled message of unknown type or bad value
+     ├── CodecError             a codec document or data it cannot (en|de)code
+     │    └── CodecHashError    an uploaded codec whose hash does not match
+     ├── StoreError             the database refused or is unreachable
+     │    └── NotFound          no such device / session / codec
+     ├── BrokerError            the pipeline did not accept a message in time
+     └── DownlinkError          a downlink that cannot be built for a device
+
+Protocol errors carry a short `reason` that goes into the communication log
+as the outcome's explanation. Catch broadly only at the edge of a task.
+"""
+
+from __future__ import annotations
+
+
+class NubesError(Exception):
+    """Base of every error Nubes raises on purpose."""
+
+
+class ConfigError(NubesError):
+    """The settings cannot work together."""
+
+
+class ProtocolError(NubesError):
+    """Bytes from a device that the protocol does not allow."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EnvelopeError(ProtocolError):
+    """A datagram that is not a MAC envelope; it gets no answer."""
+
+
+class PacketError(ProtocolError):
+    """A FLAP packet that does not fit the protocol or the transfer state."""
+
+
+class MessageError(ProtocolError):
+    """A reassembled message of unknown type or invalid value; not acked."""
+
+
+class CodecError(NubesError):
+    """A codec document that is invalid, or data it cannot translate."""
+
+
+class CodecHashError(CodecError):
+    """An uploaded codec whose bytes do not hash to the announced hash."""
+
+
+class StoreError(NubesError):
+    """The database refused an operation or cannot be reached."""
+
+
+class NotFound(StoreError):
+    """The requested object does not exist (in the caller's scope)."""
+
+
+class BrokerError(NubesError):
+    """The broker did not accept or deliver a message."""
+
+
+class DownlinkError(NubesError):
+    """A downlink that cannot be built (no encoder, unknown key, too long)."""

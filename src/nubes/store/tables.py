@@ -1,0 +1,247 @@
+"""The database schema, as SQLAlchemy Core tables.
+
+Core rather than ORM classes: the hot path inserts messages and log rows in
+batches of hundreds (`insert(...)` with a list of dicts becomes one
+multi-row statement), and reads are simple projections. The same metadata
+drives the Alembic migrations, which must run on SQLite (embedded) and
+PostgreSQL (production), so only portable types are used:
+
+- ids are UUIDs (`Uuid`: native on PostgreSQL, 32 hex chars on SQLite),
+  except sessions, whose id is the uint32 the device is told in SET_SESSION;
+- codec and config hashes are 16 lowercase hex characters (a uint64 does
+  not fit a signed BIGINT);
+- times are timezone-aware UTC (`UTCDateTime` makes SQLite give them back
+  aware too);
+- JSON is JSONB on PostgreSQL.
+
+Indexes serve the reads that must stay fast at 10 million messages: "latest
+N messages of a device / of a group" walk `(device_id, created_at, id)` and
+`(group_id, created_at, id)` backwards; undecoded data waiting for its codec
+is found through a partial index.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType: Any = sa.JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigIntId: Any = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+HashText = sa.String(16)
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _created_at() -> sa.Column[datetime]:
+    return sa.Column("created_at", UTCDateTime(), nullable=False)
+
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    _created_at(),
+)
+
+groups = sa.Table(
+    "groups",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("organization_id", sa.Uuid(), sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    _created_at(),
+    sa.UniqueConstraint("organization_id", "name"),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("organization_id", sa.Uuid(), sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("group_id", sa.Uuid(), sa.ForeignKey("groups.id"), nullable=True),
+    sa.Column("serial", sa.BigInteger(), nullable=False, unique=True),
+    # The MAC key: the gateway must read it back, so it cannot be hashed.
+    sa.Column("claim_token", sa.LargeBinary(16), nullable=False),
+    sa.Column("psk", sa.LargeBinary(32), nullable=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("label", sa.String(100), nullable=True),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    # What the last CREATE_SESSION told.
+    sa.Column("vendor", sa.String(100), nullable=True),
+    sa.Column("product", sa.String(100), nullable=True),
+    sa.Column("hw_variant", sa.String(100), nullable=True),
+    sa.Column("hw_revision", sa.String(100), nullable=True),
+    sa.Column("fw_bundle", sa.String(200), nullable=True),
+    sa.Column("fw_name", sa.String(100), nullable=True),
+    sa.Column("fw_version", sa.String(100), nullable=True),
+    sa.Column("modem_fw", sa.String(100), nullable=True),
+    sa.Column("imei", sa.String(20), nullable=True),
+    sa.Column("imsi", sa.String(20), nullable=True),
+    sa.Column("iccid", sa.String(24), nullable=True),
+    sa.Column("ble_passkey", sa.String(20), nullable=True),
+    sa.Column("attributes", JSONType, nullable=True),
+    sa.Column("decoder_hash", HashText, nullable=True),
+    sa.Column("encoder_hash", HashText, nullable=True),
+    sa.Column("config_hash", HashText, nullable=True),
+    sa.Column("config_lines", JSONType, nullable=True),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=True),
+    sa.Column("session_id", sa.BigInteger(), nullable=True),
+    _created_at(),
+    # Bumped by users (CLI, API) when something the gateway needs changes:
+    # keys, enabled, name, group, a new downlink. Device traffic never bumps it,
+    # so the gateway's refresh query ("changed since") stays small.
+    sa.Column("changed_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("deleted_at", UTCDateTime(), nullable=True),
+)
+
+codecs = sa.Table(
+    "codecs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    # Codecs uploaded by devices belong to the device's organization: a
+    # 64-bit hash can be collided on purpose, so one tenant must not be able
+    # to plant a codec that decodes another tenant's data.
+    sa.Column("organization_id", sa.Uuid(), sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("hash", HashText, nullable=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # decoder | encoder
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("note", sa.Text(), nullable=True),
+    sa.Column("document", JSONType, nullable=True),  # the YAML document as loaded
+    sa.Column("cbor", sa.LargeBinary(), nullable=True),  # the bytes the hash covers
+    sa.Column("yaml", sa.Text(), nullable=True),
+    sa.Column("source", sa.String(8), nullable=False),  # device | user
+    _created_at(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("organization_id", "hash"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("device_id", sa.Uuid(), sa.ForeignKey("devices.id"), nullable=False),
+    sa.Column("organization_id", sa.Uuid(), nullable=False),
+    sa.Column("envelope", sa.String(8), nullable=False),  # raw | base64 | dtls
+    sa.Column("remote_address", sa.String(64), nullable=False),
+    sa.Column("remote_port", sa.Integer(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("last_activity_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("end_reason", sa.String(32), nullable=True),
+    sa.Column("packets_in", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("packets_out", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("bytes_in", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("bytes_out", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("messages_in", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("messages_out", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("attributes", JSONType, nullable=True),
+    sa.Index(None, "device_id", "started_at"),
+)
+
+session_log = sa.Table(
+    "session_log",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.BigInteger(), nullable=True),
+    sa.Column("device_id", sa.Uuid(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("direction", sa.String(4), nullable=False),  # in | out
+    sa.Column("envelope", sa.String(8), nullable=False),
+    sa.Column("remote", sa.String(72), nullable=False),  # address:port
+    sa.Column("flags", sa.SmallInteger(), nullable=True),
+    sa.Column("seq", sa.SmallInteger(), nullable=True),
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.String(200), nullable=True),
+    sa.Column("message_id", sa.Uuid(), nullable=True),
+    sa.Index(None, "session_id", "id"),
+    sa.Index(None, "device_id", "at"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("organization_id", sa.Uuid(), nullable=False),
+    sa.Column("group_id", sa.Uuid(), nullable=True),
+    sa.Column("device_id", sa.Uuid(), nullable=False),
+    sa.Column("session_id", sa.BigInteger(), nullable=True),
+    # session data config decoder encoder stats shell firmware timestamp
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("direction", sa.String(4), nullable=False),  # up | down
+    sa.Column("body", JSONType, nullable=True),
+    sa.Column("raw", sa.LargeBinary(), nullable=False),
+    sa.Column("codec_hash", HashText, nullable=True),
+    # data only: decoded | undecoded (codec not known yet) | failed
+    sa.Column("decode_state", sa.String(10), nullable=True),
+    sa.Column("decode_error", sa.String(200), nullable=True),
+    sa.Column("downlink_id", sa.Uuid(), nullable=True),
+    sa.Index(None, "device_id", "created_at", "id"),
+    sa.Index(None, "group_id", "created_at", "id"),
+    sa.Index(None, "organization_id", "created_at", "id"),
+    sa.Index(
+        "ix_messages_undecoded",
+        "organization_id",
+        "codec_hash",
+        postgresql_where=sa.text("decode_state = 'undecoded'"),
+        sqlite_where=sa.text("decode_state = 'undecoded'"),
+    ),
+)
+
+downlinks = sa.Table(
+    "downlinks",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("organization_id", sa.Uuid(), nullable=False),
+    sa.Column("device_id", sa.Uuid(), sa.ForeignKey("devices.id"), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # config | shell | data
+    sa.Column("request", JSONType, nullable=False),  # lines, commands or the JSON data
+    sa.Column("message", sa.LargeBinary(), nullable=False),  # the FLAP message to send
+    sa.Column("shell_id", sa.LargeBinary(16), nullable=True, unique=True),
+    # pending -> sent -> delivered | cancelled | expired
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    _created_at(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("reply_message_id", sa.Uuid(), nullable=True),
+    sa.Index(None, "device_id", "state", "created_at"),
+)
