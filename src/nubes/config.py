@@ -44,8 +44,11 @@ class Settings(BaseSettings):
     publish_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
     # Worker: how many pipeline batches may be unacknowledged at once.
     worker_prefetch: int = Field(default=64, ge=1, le=10_000)
-    # Gateway device state idle longer than this is evicted from memory.
-    device_idle_seconds: float = Field(default=600.0, gt=0)
+    # Gateway transfer state idle longer than this is evicted from memory
+    # (devices report rarely; an evicted device gets one reset packet).
+    device_idle_seconds: float = Field(default=86_400.0, gt=0)
+    # At most this many devices keep transfer state in one gateway (LRU beyond).
+    max_device_links: int = Field(default=200_000, ge=1)
     # Downlinks not delivered within this many days expire.
     downlink_expiry_days: int = Field(default=30, ge=1)
 

@@ -1,0 +1,180 @@
+"""Wires Nubes together: the only place that chooses adapters.
+
+`build_adapters` turns the three URLs of the settings into a database, a
+broker and a cache (embedded or production); `Runtime` starts the parts a
+command asks for (gateway, worker) on those adapters and stops them in
+reverse order. The CLI calls nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from nubes.config import Settings
+from nubes.errors import ConfigError
+from nubes.gateway.directory import Directory
+from nubes.gateway.endpoint import open_mac_endpoint
+from nubes.gateway.publisher import Publisher
+from nubes.gateway.service import Gateway
+from nubes.gateway.sessions import SessionIds
+from nubes.pipeline.broker import UPLINK, Broker, MemoryBroker
+from nubes.pipeline.cache import Cache, MemoryCache, RedisCache
+from nubes.pipeline.rabbitmq import RabbitBroker
+from nubes.pipeline.worker import STORE_QUEUE, Worker
+from nubes.services.downlinks import expire_downlinks
+from nubes.store.database import Database
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class Adapters:
+    database: Database
+    broker: Broker
+    cache: Cache
+
+    @property
+    def embedded_broker(self) -> bool:
+        return isinstance(self.broker, MemoryBroker)
+
+
+def build_broker(settings: Settings) -> Broker:
+    url = settings.broker_url
+    if url == "memory://":
+        return MemoryBroker()
+    if url.startswith(("amqp://", "amqps://")):
+        return RabbitBroker(url, settings.broker_prefix)
+    raise ConfigError(f"NUBES_BROKER_URL must be memory:// or amqp(s)://, not {url!r}")
+
+
+def build_cache(settings: Settings) -> Cache:
+    url = settings.redis_url
+    if url == "memory://":
+        return MemoryCache()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisCache(url, settings.cache_prefix)
+    raise ConfigError(f"NUBES_REDIS_URL must be memory:// or redis://, not {url!r}")
+
+
+def build_adapters(settings: Settings) -> Adapters:
+    return Adapters(Database(settings.database_url), build_broker(settings), build_cache(settings))
+
+
+@dataclass
+class Runtime:
+    """The running parts of one process, stopped in reverse order of start."""
+
+    settings: Settings
+    adapters: Adapters
+    gateway: Gateway | None = None
+    worker: Worker | None = None
+    _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self, *, gateway: bool, worker: bool) -> None:
+        if self.adapters.embedded_broker and gateway != worker:
+            raise ConfigError(
+                "the embedded broker (NUBES_BROKER_URL=memory://) joins gateway and worker in "
+                "one process: use `nubes serve`, or point NUBES_BROKER_URL at RabbitMQ"
+            )
+        self._stops.append(self.adapters.database.dispose)
+        await self.adapters.cache.start()
+        self._stops.append(self.adapters.cache.close)
+        await self.adapters.broker.start()
+        self._stops.append(self.adapters.broker.close)
+        if worker:
+            await self._start_worker()
+        if gateway:
+            await self._start_gateway()
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    async def _start_worker(self) -> None:
+        self.worker = Worker(
+            self.adapters.database.engine, self.adapters.broker, self.settings.worker_prefetch
+        )
+        await self.worker.start()
+        self._stops.append(self.worker.close)
+
+    async def _start_gateway(self) -> None:
+        settings, adapters = self.settings, self.adapters
+        engine = adapters.database.engine
+        await adapters.broker.declare(UPLINK, STORE_QUEUE)
+        directory = Directory(engine, settings.device_refresh_seconds)
+        await directory.start()
+        self._stops.append(directory.close)
+        publisher = Publisher(
+            adapters.broker,
+            batch_size=settings.publish_batch_size,
+            linger_seconds=settings.publish_linger_ms / 1000,
+        )
+        self._stops.append(publisher.close)
+        session_ids = SessionIds(adapters.cache, engine)
+        await session_ids.start()
+        self.gateway = Gateway(
+            engine=engine,
+            directory=directory,
+            publisher=publisher,
+            session_ids=session_ids,
+            publish_timeout=settings.publish_timeout_seconds,
+            idle_seconds=settings.device_idle_seconds,
+            max_links=settings.max_device_links,
+        )
+        self._stops.append(self.gateway.close)
+        for port, base64 in ((settings.flap_raw_port, False), (settings.flap_base64_port, True)):
+            transport = await open_mac_endpoint(self.gateway, settings.bind, port, base64=base64)
+            self._stops.append(_closer(transport))
+            log.info(
+                "FLAP %s envelope listening on %s:%d/udp",
+                "base64" if base64 else "raw",
+                settings.bind,
+                port,
+            )
+        log.info("gateway knows %d devices", len(directory))
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                await self._tidy()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def _tidy(self) -> None:
+        if self.gateway is not None:
+            evicted = self.gateway.evict_idle()
+            counters = dict(self.gateway.counters)
+            log.info(
+                "gateway: %d devices in memory, %d evicted, counters %s",
+                self.gateway.links,
+                evicted,
+                counters,
+            )
+        if self.worker is not None:
+            expired = await expire_downlinks(self.adapters.database.engine)
+            if expired:
+                log.info("%d downlinks expired", expired)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for stop in reversed(self._stops):
+            try:
+                await stop()
+            except Exception:
+                log.exception("error while stopping")
+        self._stops.clear()
+
+
+def _closer(transport: asyncio.BaseTransport) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            transport.close()
+
+    return close

@@ -1,0 +1,368 @@
+"""The `nubes` command.
+
+    nubes serve                       everything in one process (embedded defaults)
+    nubes gateway | worker            one part, for production (RabbitMQ between them)
+    nubes migrate                     apply database migrations
+    nubes device add|list|show        manage devices
+    nubes downlink config|shell|data  queue downlinks (also: list, cancel)
+    nubes messages|sessions|log       read what devices sent
+    nubes sim                         a CHESTER-like device simulator
+
+Every command reads its configuration from NUBES_* variables (see
+docs/configuration.md) and works against whatever NUBES_DATABASE_URL points
+to, also while `nubes serve` runs. Output meant for scripts is JSON with
+`--json`: one object per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import uvloop
+
+from nubes import __version__
+from nubes.bootstrap import Runtime, build_adapters
+from nubes.config import Settings
+from nubes.errors import NubesError
+from nubes.services import devices, downlinks, queries
+from nubes.store.database import Database
+
+log = logging.getLogger("nubes")
+
+Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings()
+    except ValueError as err:
+        print(f"nubes: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = uvloop.run(args.command(args, settings))
+        return code
+    except NubesError as err:
+        print(f"nubes: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:
+        print(f"nubes: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- long-running processes ---------------------------------------------------------
+
+
+async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    return await _run(settings, gateway=True, worker=True)
+
+
+async def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    return await _run(settings, gateway=True, worker=False)
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    return await _run(settings, gateway=False, worker=True)
+
+
+async def _run(settings: Settings, *, gateway: bool, worker: bool) -> int:
+    adapters = build_adapters(settings)
+    if adapters.database.is_sqlite:
+        await adapters.database.migrate()
+    runtime = Runtime(settings, adapters)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.start(gateway=gateway, worker=worker)
+        log.info("nubes %s running (gateway=%s, worker=%s)", __version__, gateway, worker)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runtime.stop()
+    return 0
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    database = Database(settings.database_url)
+    try:
+        await database.migrate()
+        print(f"database at revision {await database.current_revision()}")
+    finally:
+        await database.dispose()
+    return 0
+
+
+# -- devices -----------------------------------------------------------------------------
+
+
+async def _database(settings: Settings) -> Database:
+    """The database; the embedded one is migrated first, so a fresh clone just works."""
+    database = Database(settings.database_url)
+    if database.is_sqlite:
+        await database.migrate()
+    return database
+
+
+async def cmd_device_add(args: argparse.Namespace, settings: Settings) -> int:
+    serial = devices.parse_serial(args.serial)
+    token = devices.parse_hex_secret(args.claim_token, name="claim token", sizes=range(16, 17))
+    psk = None
+    if args.psk:
+        psk = devices.parse_hex_secret(args.psk, name="PSK", sizes=range(16, 33))
+    database = await _database(settings)
+    try:
+        device = await devices.add_device(
+            database.engine,
+            serial=serial,
+            claim_token=token,
+            name=args.name,
+            group=args.group,
+            psk=psk,
+            organization=args.org,
+        )
+    finally:
+        await database.dispose()
+    _emit(args, [device], ("serial", "name", "group", "id"))
+    return 0
+
+
+async def cmd_device_list(args: argparse.Namespace, settings: Settings) -> int:
+    database = await _database(settings)
+    try:
+        rows = await devices.list_devices(database.engine)
+    finally:
+        await database.dispose()
+    _emit(args, rows, ("serial", "name", "group", "enabled", "last_seen_at", "fw_version"))
+    return 0
+
+
+async def cmd_device_show(args: argparse.Namespace, settings: Settings) -> int:
+    database = await _database(settings)
+    try:
+        device = await devices.get_device(database.engine, devices.parse_serial(args.serial))
+    finally:
+        await database.dispose()
+    print(json.dumps(_plain(device), indent=None if args.json else 2))
+    return 0
+
+
+# -- downlinks ------------------------------------------------------------------------------
+
+
+async def cmd_downlink(args: argparse.Namespace, settings: Settings) -> int:
+    database = await _database(settings)
+    engine, days = database.engine, settings.downlink_expiry_days
+    try:
+        if args.kind == "list":
+            rows = await downlinks.list_downlinks(engine, devices.parse_serial(args.serial))
+            _emit(args, rows, ("id", "kind", "state", "attempts", "created_at", "request"))
+            return 0
+        if args.kind == "cancel":
+            cancelled = await downlinks.cancel_downlink(engine, uuid.UUID(args.id))
+            print("cancelled" if cancelled else "not pending: nothing cancelled")
+            return 0 if cancelled else 1
+        serial = devices.parse_serial(args.serial)
+        if args.kind == "config":
+            row = await downlinks.queue_config(engine, serial, args.lines, days)
+        elif args.kind == "shell":
+            row = await downlinks.queue_shell(engine, serial, args.commands, days)
+        else:
+            row = await downlinks.queue_data(engine, serial, _json_object(args.data), days)
+    finally:
+        await database.dispose()
+    _emit(args, [row], ("id", "kind", "state", "request"))
+    return 0
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("downlink data must be a JSON object")
+    return value
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+async def cmd_messages(args: argparse.Namespace, settings: Settings) -> int:
+    database = await _database(settings)
+    try:
+        rows = await queries.device_messages(
+            database.engine,
+            devices.parse_serial(args.serial),
+            type_name=args.type,
+            limit=args.limit,
+        )
+    finally:
+        await database.dispose()
+    _emit(args, rows, ("created_at", "type", "direction", "session_id", "body"))
+    return 0
+
+
+async def cmd_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    database = await _database(settings)
+    try:
+        rows = await queries.device_sessions(
+            database.engine, devices.parse_serial(args.serial), limit=args.limit
+        )
+    finally:
+        await database.dispose()
+    _emit(
+        args, rows, ("id", "started_at", "envelope", "remote_address", "packets_in", "packets_out")
+    )
+    return 0
+
+
+async def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
+    database = await _database(settings)
+    try:
+        rows = await queries.session_log(database.engine, args.session, limit=args.limit)
+    finally:
+        await database.dispose()
+    _emit(args, rows, ("at", "direction", "flag_text", "seq", "size", "outcome", "detail"))
+    return 0
+
+
+async def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from nubes.sim.runner import run_simulation
+
+    return await run_simulation(args, settings)
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k not in ("claim_token", "psk")}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    if getattr(args, "json", False):
+        for row in rows:
+            print(json.dumps(_plain(row), separators=(",", ":")))
+        return
+    for row in rows:
+        plain = _plain(row)
+        print("  ".join(f"{name}={json.dumps(plain.get(name))}" for name in columns))
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nubes", description="Nubes IoT device cloud")
+    parser.add_argument("--version", action="version", version=f"nubes {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+    _simple(sub, "serve", cmd_serve, "gateway and worker in one process; migrates SQLite")
+    _simple(sub, "gateway", cmd_gateway, "the UDP gateway alone (needs RabbitMQ)")
+    _simple(sub, "worker", cmd_worker, "a pipeline worker alone (needs RabbitMQ)")
+    _simple(sub, "migrate", cmd_migrate, "apply database migrations")
+    _device_parser(sub)
+    _downlink_parser(sub)
+    _reading_parsers(sub)
+    sim = sub.add_parser("sim", help="simulate CHESTER devices")
+    from nubes.sim.options import add_sim_arguments
+
+    add_sim_arguments(sim)
+    sim.set_defaults(command=cmd_sim)
+    return parser
+
+
+def _simple(sub: Any, name: str, command: Command, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    parser.set_defaults(command=command)
+    return parser
+
+
+def _device_parser(sub: Any) -> None:
+    device = sub.add_parser("device", help="manage devices").add_subparsers(metavar="ACTION")
+    add = _simple(device, "add", cmd_device_add, "add a device")
+    add.add_argument("--serial", required=True, help="serial number (HSN, uint32)")
+    add.add_argument("--claim-token", required=True, help="32 hex characters (the MAC key)")
+    add.add_argument("--name")
+    add.add_argument("--group", default=devices.DEFAULT_GROUP)
+    add.add_argument("--org", default=devices.DEFAULT_ORGANIZATION)
+    add.add_argument("--psk", help="DTLS pre-shared key, 16..32 bytes in hex")
+    add.add_argument("--json", action="store_true")
+    listing = _simple(device, "list", cmd_device_list, "list devices")
+    listing.add_argument("--json", action="store_true")
+    show = _simple(device, "show", cmd_device_show, "show one device")
+    show.add_argument("--serial", required=True)
+    show.add_argument("--json", action="store_true")
+
+
+def _downlink_parser(sub: Any) -> None:
+    downlink = sub.add_parser("downlink", help="queue downlinks").add_subparsers(metavar="KIND")
+    config = _simple(downlink, "config", cmd_downlink, "queue config lines")
+    config.add_argument("--serial", required=True)
+    config.add_argument("lines", nargs="+", metavar="LINE")
+    shell = _simple(downlink, "shell", cmd_downlink, "queue a shell command")
+    shell.add_argument("--serial", required=True)
+    shell.add_argument("commands", nargs="+", metavar="COMMAND", help="one command per argument")
+    data = _simple(downlink, "data", cmd_downlink, "queue data for the device's encoder")
+    data.add_argument("--serial", required=True)
+    data.add_argument("data", metavar="JSON")
+    listing = _simple(downlink, "list", cmd_downlink, "list a device's downlinks")
+    listing.add_argument("--serial", required=True)
+    cancel = _simple(downlink, "cancel", cmd_downlink, "cancel a pending downlink")
+    cancel.add_argument("--id", required=True)
+    for name, parser in (
+        ("config", config),
+        ("shell", shell),
+        ("data", data),
+        ("list", listing),
+        ("cancel", cancel),
+    ):
+        parser.set_defaults(kind=name)
+        parser.add_argument("--json", action="store_true")
+
+
+def _reading_parsers(sub: Any) -> None:
+    messages = _simple(sub, "messages", cmd_messages, "a device's messages, newest first")
+    messages.add_argument("--serial", required=True)
+    messages.add_argument("--type")
+    messages.add_argument("--limit", type=int, default=20)
+    messages.add_argument("--json", action="store_true")
+    sessions = _simple(sub, "sessions", cmd_sessions, "a device's sessions, newest first")
+    sessions.add_argument("--serial", required=True)
+    sessions.add_argument("--limit", type=int, default=20)
+    sessions.add_argument("--json", action="store_true")
+    packets = _simple(sub, "log", cmd_log, "a session's communication log")
+    packets.add_argument("--session", required=True, type=int)
+    packets.add_argument("--limit", type=int, default=1000)
+    packets.add_argument("--json", action="store_true")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""The gateway: FLAP packets in, answers out, records to the pipeline.
+
+Each datagram goes through the same steps, all synchronous except two:
+
+1. the envelope is opened and verified (`on_mac_datagram`; DTLS will call
+   `on_packet` with the decrypted packet instead);
+2. the device's transfer state machine decides the answer (`flap.Transfer`);
+3. a completed uplink is translated and handed to the `Publisher`; the ack
+   goes out only once the pipeline durably accepted it (awaited);
+4. an explicit poll with nothing queued first asks the database for
+   downlinks queued elsewhere (awaited).
+
+While a device has an awaited step under way its packets wait in the link's
+backlog, so a device's packets are always handled in order. Every packet in
+and out of a known device is written to the communication log (best effort,
+batched); unknown serials and undecodable datagrams are only counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, OrderedDict
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from nubes import codec as codecs
+from nubes import flap
+from nubes.errors import CodecError, EnvelopeError, MessageError, PacketError
+from nubes.gateway.directory import DeviceInfo, Directory
+from nubes.gateway.downlinks import Offer, pending_offers
+from nubes.gateway.link import Channel, DeviceLink
+from nubes.gateway.publisher import Publisher
+from nubes.gateway.sessions import SessionIds
+from nubes.gateway.translate import translate
+from nubes.ids import uuid7
+from nubes.pipeline import records
+
+log = logging.getLogger(__name__)
+
+MAX_BASE64_DATAGRAM = 1400  # base64 of the 1024-byte envelope limit, with slack
+
+
+class Gateway:
+    """Envelope-independent FLAP handling for every device."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        directory: Directory,
+        publisher: Publisher,
+        session_ids: SessionIds,
+        publish_timeout: float,
+        idle_seconds: float,
+        max_links: int,
+    ) -> None:
+        self._engine = engine
+        self._directory = directory
+        self._publisher = publisher
+        self._session_ids = session_ids
+        self._publish_timeout = publish_timeout
+        self._idle_seconds = idle_seconds
+        self._max_links = max_links
+        self._links: OrderedDict[int, DeviceLink] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.counters: Counter[str] = Counter()
+        directory.on_change(self._device_changed)
+
+    # -- the MAC envelope ------------------------------------------------------
+
+    def on_mac_datagram(self, data: bytes, channel: MacChannel) -> None:
+        """Handles one datagram of port 5002 (raw) or 5003 (base64)."""
+        self.counters["datagrams_in"] += 1
+        if channel.base64 and len(data) > MAX_BASE64_DATAGRAM:
+            self.counters["dropped:too long"] += 1
+            return
+        try:
+            raw = flap.decode_base64(data) if channel.base64 else data
+            envelope = flap.open_envelope(raw)
+        except EnvelopeError as err:
+            self.counters[f"dropped:{err.reason}"] += 1
+            return
+        info = self._directory.get(envelope.serial)
+        if info is None:
+            self.counters["dropped:unknown serial"] += 1
+            return
+        if not info.enabled:
+            self.counters["dropped:device disabled"] += 1
+            return
+        channel.bind(info)
+        link = self._link(info, channel, time.monotonic())
+        if not flap.verify(envelope, info.claim_token):
+            self._log(
+                link, channel, "in", None, channel.size_in, "bad_mac", "MAC tag does not match"
+            )
+            self._send(link, channel, flap.RESET, "reset")
+            return
+        self.on_packet(link, envelope.packet, channel)
+
+    # -- packets -----------------------------------------------------------------
+
+    def on_packet(self, link: DeviceLink, raw_packet: bytes, channel: Channel) -> None:
+        now = time.monotonic()
+        link.last_activity = now
+        if link.busy:
+            if len(link.backlog) == link.backlog.maxlen:
+                self.counters["dropped:backlog full"] += 1
+            link.backlog.append((raw_packet, channel, now))
+            return
+        self._process(link, raw_packet, channel, now)
+
+    def _process(self, link: DeviceLink, raw_packet: bytes, channel: Channel, now: float) -> None:
+        try:
+            packet = flap.Packet.decode(raw_packet)
+        except PacketError as err:
+            self._log(link, channel, "in", None, channel.size_in, "invalid", err.reason)
+            return
+        link.remote, link.envelope = channel.remote, channel.envelope
+        explicit_poll = packet.flags == flap.P and not packet.data
+        if link.reload_downlinks or (explicit_poll and not link.transfer.waiting):
+            self._spawn_locked(link, self._load_then_receive(link, packet, channel, now))
+            return
+        self._receive(link, packet, channel, now)
+
+    def _receive(self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float) -> None:
+        step = link.transfer.receive(packet, now)
+        self._log(link, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
+        message = None
+        for event in step.events:
+            if isinstance(event, flap.MessageReceived):
+                message = event.message
+            else:
+                self._on_transfer_event(link, event)
+        if message is not None:
+            self._spawn_locked(link, self._accept(link, message, channel))
+        elif step.answer is not None:
+            self._send(link, channel, step.answer, "answer")
+
+    async def _load_then_receive(
+        self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float
+    ) -> None:
+        try:
+            await self._reload_downlinks(link)
+            self._receive(link, packet, channel, now)
+        finally:
+            self._release(link)
+
+    async def _reload_downlinks(self, link: DeviceLink) -> None:
+        try:
+            offers = await pending_offers(self._engine, link.info.id)
+        except Exception:
+            log.exception("cannot read downlinks of device %s", link.info.serial)
+            return
+        link.reload_downlinks = False
+        pending = {offer.downlink_id for offer in offers}
+        for key, offer in list(link.offers.items()):
+            if offer.stored and key not in pending:
+                link.withdraw(key)  # cancelled or expired meanwhile
+        for offer in offers:
+            link.offer(offer)
+
+    def _release(self, link: DeviceLink) -> None:
+        """Ends an awaited step and handles what arrived meanwhile, in order."""
+        link.busy = False
+        while link.backlog and not link.busy:
+            raw_packet, channel, now = link.backlog.popleft()
+            self._process(link, raw_packet, channel, now)
+
+    # -- uplink messages -----------------------------------------------------------
+
+    async def _accept(self, link: DeviceLink, message: bytes, channel: Channel) -> None:
+        """Makes a completed uplink durable, then acks it (or leaves it unacked)."""
+        try:
+            await self._accept_message(link, message, channel)
+        finally:
+            self._release(link)
+
+    async def _accept_message(self, link: DeviceLink, message: bytes, channel: Channel) -> None:
+        at = time.time()
+        try:
+            uplink = flap.parse_uplink(message)
+            self._check_codec(uplink)
+        except (MessageError, CodecError) as err:
+            link.transfer.abandon()
+            self._log_event(link, channel, "invalid", str(err))
+            return
+        batch, extra = await self._records_for(link, uplink, message, channel, at)
+        if not await self._durable(batch):
+            link.transfer.abandon()
+            if extra is not None:
+                link.withdraw(extra.downlink_id)
+            self._log_event(link, channel, "rejected", "pipeline did not accept the message")
+            return
+        self.counters[f"messages:{batch[-1]['type']}"] += 1
+        self._send(link, channel, link.transfer.commit(time.monotonic()), "ack")
+
+    @staticmethod
+    def _check_codec(uplink: flap.Uplink) -> None:
+        if isinstance(uplink, flap.UploadCodec):
+            codecs.verify_upload(uplink.codec_hash, uplink.cbor)
+
+    async def _records_for(
+        self, link: DeviceLink, uplink: flap.Uplink, message: bytes, channel: Channel, at: float
+    ) -> tuple[list[records.Record], Offer | None]:
+        """The records of one uplink, and the downlink it makes the cloud offer."""
+        batch: list[records.Record] = []
+        extra: Offer | None = None
+        info = link.info
+        if isinstance(uplink, flap.CreateSession):
+            session_id = await self._session_ids.next()
+            link.session_id = info.session_id = session_id
+            batch.append(self._session_record(link, uplink, channel, at))
+            extra = self._set_session_offer(info, session_id, at)
+            link.offer(extra, first=True)
+        elif isinstance(uplink, flap.GetTimestamp):
+            extra = Offer(
+                ("timestamp", at),
+                "timestamp",
+                flap.encode_set_timestamp(int(at)),
+                {"timestamp": int(at)},
+                stored=False,
+            )
+            link.offer(extra)
+        self._learn(info, uplink)
+        translation = translate(uplink)
+        batch.append(
+            records.message_record(
+                message_id=uuid7(at),
+                at=at,
+                device=info,
+                session_id=link.session_id,
+                type_name=translation.type_name,
+                direction="up",
+                raw=message,
+                body=translation.body,
+                codec_hash=translation.codec_hash,
+            )
+        )
+        return batch, extra
+
+    @staticmethod
+    def _learn(info: DeviceInfo, uplink: flap.Uplink) -> None:
+        """Keeps the hashes the device just told, for its next SET_SESSION."""
+        if isinstance(uplink, flap.UploadCodec):
+            setattr(info, f"{uplink.kind}_hash", codecs.hash_hex(uplink.codec_hash))
+        elif isinstance(uplink, flap.UploadConfig):
+            info.config_hash = codecs.hash_hex(uplink.config_hash)
+
+    def _session_record(
+        self, link: DeviceLink, uplink: flap.CreateSession, channel: Channel, at: float
+    ) -> records.Record:
+        assert link.session_id is not None
+        return records.session_record(
+            session_id=link.session_id,
+            device_id=link.info.id,
+            organization_id=link.info.organization_id,
+            envelope=channel.envelope,
+            remote=channel.remote,
+            at=at,
+            attributes=_json_object(uplink.named()),
+        )
+
+    @staticmethod
+    def _set_session_offer(info: DeviceInfo, session_id: int, at: float) -> Offer:
+        def known(value: str | None) -> int | None:
+            return None if value is None else int(value, 16)
+
+        message = flap.encode_set_session(
+            session_id,
+            int(at),
+            decoder_hash=known(info.decoder_hash),
+            encoder_hash=known(info.encoder_hash),
+            config_hash=known(info.config_hash),
+            device_id=str(info.id),
+            device_name=info.name,
+        )
+        body = {
+            "session_id": session_id,
+            "timestamp": int(at),
+            "decoder_hash": info.decoder_hash,
+            "encoder_hash": info.encoder_hash,
+            "config_hash": info.config_hash,
+            "device_id": str(info.id),
+            "device_name": info.name,
+        }
+        return Offer(("session", session_id), "session", message, body, stored=False)
+
+    async def _durable(self, batch: list[records.Record]) -> bool:
+        future = self._publisher.submit(batch)
+        done, _ = await asyncio.wait({future}, timeout=self._publish_timeout)
+        return bool(done) and future.exception() is None
+
+    # -- downlink events ------------------------------------------------------------
+
+    def _on_transfer_event(self, link: DeviceLink, event: object) -> None:
+        at = time.time()
+        if isinstance(event, flap.DownlinkSent):
+            offer = link.offers.get(event.downlink_id)
+            if offer is not None and offer.stored:
+                self._publisher.submit(
+                    [
+                        records.downlink_record(
+                            downlink_id=str(offer.downlink_id),
+                            state="sent",
+                            at=at,
+                            attempt=event.attempt,
+                        )
+                    ]
+                )
+        elif isinstance(event, flap.DownlinkDelivered):
+            self._delivered(link, event.downlink_id, at)
+
+    def _delivered(self, link: DeviceLink, downlink_id: Any, at: float) -> None:
+        offer = link.offers.pop(downlink_id, None)
+        if offer is None:
+            return
+        batch = []
+        if offer.stored:
+            batch.append(
+                records.downlink_record(downlink_id=str(downlink_id), state="delivered", at=at)
+            )
+        batch.append(
+            records.message_record(
+                message_id=uuid7(at),
+                at=at,
+                device=link.info,
+                session_id=link.session_id,
+                type_name=offer.type_name,
+                direction="down",
+                raw=offer.message,
+                body=offer.body,
+                downlink_id=downlink_id if offer.stored else None,
+            )
+        )
+        self._publisher.submit(batch)
+
+    def _device_changed(self, info: DeviceInfo) -> None:
+        link = self._links.get(info.serial)
+        if link is not None:
+            link.info = info if info.enabled else link.info
+            link.reload_downlinks = True
+
+    # -- links, sending, logging -------------------------------------------------------
+
+    def _link(self, info: DeviceInfo, channel: Channel, now: float) -> DeviceLink:
+        link = self._links.get(info.serial)
+        limit = flap.FRAGMENT_LIMIT[channel.envelope]
+        if link is None or link.fragment_limit != limit:
+            link = DeviceLink(info, flap.Transfer(limit), limit, now, session_id=info.session_id)
+            self._links[info.serial] = link
+            if len(self._links) > self._max_links:
+                self._evict_oldest()
+        else:
+            link.info = info
+            self._links.move_to_end(info.serial)
+        return link
+
+    def _evict_oldest(self) -> None:
+        for serial, link in self._links.items():
+            if not link.busy:
+                del self._links[serial]
+                self.counters["links evicted"] += 1
+                return
+
+    def evict_idle(self) -> int:
+        """Forgets devices idle for longer than the idle limit; returns how many."""
+        deadline = time.monotonic() - self._idle_seconds
+        idle = [
+            s for s, link in self._links.items() if link.last_activity < deadline and not link.busy
+        ]
+        for serial in idle:
+            del self._links[serial]
+        return len(idle)
+
+    def _send(self, link: DeviceLink, channel: Channel, packet: flap.Packet, outcome: str) -> None:
+        size = channel.send(packet.encode())
+        self.counters["datagrams_out"] += 1
+        self._log(link, channel, "out", packet, size, outcome, "")
+
+    def _log(
+        self,
+        link: DeviceLink,
+        channel: Channel,
+        direction: str,
+        packet: flap.Packet | None,
+        size: int,
+        outcome: str,
+        detail: str,
+    ) -> None:
+        self.counters[f"{direction}:{outcome}"] += 1
+        self._publisher.add(
+            records.log_record(
+                session_id=link.session_id,
+                device_id=link.info.id,
+                at=time.time(),
+                direction=direction,
+                envelope=channel.envelope,
+                remote=channel.remote,
+                flags=None if packet is None else packet.flags,
+                seq=None if packet is None else packet.seq,
+                size=size,
+                outcome=outcome,
+                detail=detail,
+            )
+        )
+
+    def _log_event(self, link: DeviceLink, channel: Channel, outcome: str, detail: str) -> None:
+        """A log line about a message rather than a datagram (size 0)."""
+        log.info("device %s: %s: %s", link.info.serial, outcome, detail)
+        self._log(link, channel, "in", None, 0, outcome, detail)
+
+    def _spawn_locked(self, link: DeviceLink, coroutine: Any) -> None:
+        """Runs an awaited step of a device; its packets wait until `_release`."""
+        link.busy = True
+        task = asyncio.create_task(coroutine, name=f"device-{link.info.serial}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._publish_timeout + 1)
+
+    @property
+    def links(self) -> int:
+        return len(self._links)
+
+
+def _json_object(value: dict[str, object]) -> dict[str, Any]:
+    converted = codecs.to_json(value)
+    return converted if isinstance(converted, dict) else {}
+
+
+class MacChannel:
+    """Answers one MAC-envelope datagram: seal with the device key, send back."""
+
+    __slots__ = ("_info", "_transport", "base64", "envelope", "remote", "size_in")
+
+    def __init__(
+        self,
+        transport: asyncio.DatagramTransport,
+        remote: tuple[str, int],
+        size_in: int,
+        base64: bool,
+    ) -> None:
+        self._transport = transport
+        self.remote = remote
+        self.size_in = size_in
+        self.base64 = base64
+        self.envelope = "base64" if base64 else "raw"
+        self._info: DeviceInfo | None = None
+
+    def bind(self, info: DeviceInfo) -> None:
+        self._info = info
+
+    def send(self, packet: bytes) -> int:
+        assert self._info is not None
+        datagram = flap.seal(self._info.claim_token, self._info.serial, packet)
+        if self.base64:
+            datagram = flap.encode_base64(datagram)
+        self._transport.sendto(datagram, self.remote)
+        return len(datagram)

@@ -1,0 +1,288 @@
+"""The pipeline worker: decodes uplinks, stores them, announces them.
+
+It consumes batches from the `uplink` topic (queue `store`), turns every
+record into rows (data is decoded here with the codec its hash names),
+writes the batch in one transaction and then publishes one `message.stored`
+event batch for the messages that were new. The broker message is
+acknowledged only after the commit: a worker that dies mid-batch leaves the
+batch to another worker, and message ids make the second store a no-op.
+
+Data whose codec is unknown is stored undecoded; when a decoder arrives,
+the worker decodes the waiting messages of that organization and hash.
+Run as many workers as the database can take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from nubes.codec import codec_from_cbor, decode
+from nubes.errors import CodecError
+from nubes.pipeline.broker import MESSAGE_STORED, UPLINK, Broker
+from nubes.pipeline.codecbook import CodecBook
+from nubes.pipeline.records import Record, decode_batch, unb64
+from nubes.store import tables as t
+from nubes.store.ingest import DEVICE_ATTRIBUTES, Changes, Ingest, Row, utc
+
+log = logging.getLogger(__name__)
+
+STORE_QUEUE = "store"
+DATA_OFFSET = 9  # type byte + 8 hash bytes
+
+
+class Worker:
+    """Consumes `uplink`, writes the database, publishes `message.stored`."""
+
+    def __init__(self, engine: AsyncEngine, broker: Broker, prefetch: int) -> None:
+        self._engine = engine
+        self._broker = broker
+        self._prefetch = prefetch
+        self._ingest = Ingest(engine)
+        self._codecs = CodecBook(engine)
+        self._redecodes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self._broker.consume(UPLINK, STORE_QUEUE, self.handle, self._prefetch)
+
+    async def close(self) -> None:
+        for task in list(self._redecodes):
+            task.cancel()
+        await asyncio.gather(*self._redecodes, return_exceptions=True)
+
+    async def handle(self, body: bytes) -> None:
+        try:
+            records = decode_batch(body)
+        except ValueError as err:
+            log.error("dropping a pipeline body that is not a batch: %s", err)
+            return
+        changes = Changes()
+        for record in records:
+            await self._add(changes, record)
+        stored = await self._ingest.apply(changes)
+        await self._announce([row for row in changes.messages if row["id"] in stored])
+        for codec in changes.codecs:
+            if codec["kind"] == "decoder":
+                self._start_redecode(codec["organization_id"], codec["hash"])
+
+    async def _add(self, changes: Changes, record: Record) -> None:
+        kind = record.get("kind")
+        try:
+            if kind == "message":
+                await self._add_message(changes, record)
+            elif kind == "session":
+                _add_session(changes, record)
+            elif kind == "downlink":
+                changes.downlinks.append(
+                    {**record, "id": uuid.UUID(record["id"]), "at": utc(record["at"])}
+                )
+            elif kind == "log":
+                changes.logs.append(_log_row(record))
+            else:
+                log.warning("ignoring a pipeline record of unknown kind %r", kind)
+        except (KeyError, TypeError, ValueError) as err:
+            log.error("ignoring a malformed %s record: %r", kind, err)
+
+    async def _add_message(self, changes: Changes, record: Record) -> None:
+        row = _message_row(record)
+        device_id, organization_id = row["device_id"], row["organization_id"]
+        if row["direction"] == "up":
+            changes.device_updates[device_id]["last_seen_at"] = row["created_at"]
+        kind = row["type"]
+        if kind == "data" and row["direction"] == "up":
+            await self._decode_into(row)
+        elif kind in ("decoder", "encoder") and row["direction"] == "up":
+            self._add_codec(changes, row)
+        elif kind == "config" and row["direction"] == "up":
+            body = row["body"] or {}
+            changes.device_updates[device_id] |= {
+                "config_hash": body.get("hash"),
+                "config_lines": body.get("lines"),
+            }
+        elif kind == "shell" and row["direction"] == "up" and row["body"]:
+            changes.shell_replies.append(
+                {
+                    "shell_id": bytes.fromhex(row["body"]["id"]),
+                    "device_id": device_id,
+                    "message_id": row["id"],
+                    "at": row["created_at"],
+                }
+            )
+        del organization_id
+        changes.messages.append(row)
+
+    async def _decode_into(self, row: Row) -> None:
+        codec_hash = row["codec_hash"]
+        codec = (
+            None
+            if codec_hash is None
+            else await self._codecs.get(row["organization_id"], codec_hash)
+        )
+        if codec is None:
+            row["decode_state"] = "undecoded"
+            return
+        try:
+            row["body"] = decode(codec, row["raw"][DATA_OFFSET:])
+            row["decode_state"] = "decoded"
+        except CodecError as err:
+            row["decode_state"] = "failed"
+            row["decode_error"] = str(err)[:200]
+
+    def _add_codec(self, changes: Changes, row: Row) -> None:
+        cbor = row["raw"][DATA_OFFSET:]
+        try:
+            codec = codec_from_cbor(cbor)
+        except CodecError as err:
+            log.warning("device %s uploaded an invalid codec: %s", row["device_id"], err)
+            return
+        organization_id, codec_hash = row["organization_id"], row["codec_hash"]
+        self._codecs.remember(organization_id, codec_hash, codec)
+        changes.codecs.append(
+            {
+                "id": uuid.uuid4(),
+                "organization_id": organization_id,
+                "hash": codec_hash,
+                "kind": codec.kind,
+                "name": codec.name,
+                "document": codec.document,
+                "cbor": cbor,
+                "source": "device",
+                "created_at": row["created_at"],
+                "updated_at": row["created_at"],
+            }
+        )
+        changes.device_updates[row["device_id"]][f"{row['type']}_hash"] = codec_hash
+
+    async def _announce(self, rows: list[Row]) -> None:
+        if rows:
+            body = json.dumps({"v": 1, "messages": [stored_event(row) for row in rows]})
+            await self._broker.publish(MESSAGE_STORED, body.encode())
+
+    def _start_redecode(self, organization_id: uuid.UUID, codec_hash: str) -> None:
+        task = asyncio.create_task(
+            self._redecode(organization_id, codec_hash), name=f"redecode:{codec_hash}"
+        )
+        self._redecodes.add(task)
+        task.add_done_callback(self._redecodes.discard)
+
+    async def _redecode(self, organization_id: uuid.UUID, codec_hash: str) -> None:
+        """Decodes the messages that waited for this codec, 500 at a time."""
+        codec = await self._codecs.get(organization_id, codec_hash)
+        if codec is None:
+            return
+        m = t.messages
+        pending = (
+            sa.select(m.c.id, m.c.raw)
+            .where(
+                m.c.organization_id == organization_id,
+                m.c.codec_hash == codec_hash,
+                m.c.decode_state == "undecoded",
+            )
+            .limit(500)
+        )
+        total = 0
+        while True:
+            async with self._engine.begin() as conn:
+                rows = (await conn.execute(pending)).all()
+                for message_id, raw in rows:
+                    values = _decoded_values(codec, raw)
+                    await conn.execute(sa.update(m).where(m.c.id == message_id).values(values))
+            total += len(rows)
+            if len(rows) < 500:
+                break
+        if total:
+            log.info("decoded %d waiting messages with codec %s", total, codec_hash)
+
+
+def _decoded_values(codec: Any, raw: bytes) -> Row:
+    try:
+        return {"body": decode(codec, raw[DATA_OFFSET:]), "decode_state": "decoded"}
+    except CodecError as err:
+        return {"decode_state": "failed", "decode_error": str(err)[:200]}
+
+
+def _message_row(record: Record) -> Row:
+    group_id = record.get("group_id")
+    downlink_id = record.get("downlink_id")
+    return {
+        "id": uuid.UUID(record["id"]),
+        "created_at": utc(record["at"]),
+        "organization_id": uuid.UUID(record["organization_id"]),
+        "group_id": None if group_id is None else uuid.UUID(group_id),
+        "device_id": uuid.UUID(record["device_id"]),
+        "session_id": record.get("session_id"),
+        "type": record["type"],
+        "direction": record["direction"],
+        "body": record.get("body"),
+        "raw": unb64(record["raw"]),
+        "codec_hash": record.get("codec_hash"),
+        "decode_state": None,
+        "decode_error": None,
+        "downlink_id": None if downlink_id is None else uuid.UUID(downlink_id),
+    }
+
+
+def _add_session(changes: Changes, record: Record) -> None:
+    device_id = uuid.UUID(record["device_id"])
+    at = utc(record["at"])
+    attributes = record.get("attributes") or {}
+    changes.sessions.append(
+        {
+            "id": int(record["id"]),
+            "device_id": device_id,
+            "organization_id": uuid.UUID(record["organization_id"]),
+            "envelope": record["envelope"],
+            "remote_address": record["remote_address"],
+            "remote_port": int(record["remote_port"]),
+            "started_at": at,
+            "last_activity_at": at,
+            "attributes": attributes,
+        }
+    )
+    update = changes.device_updates[device_id]
+    update |= {"session_id": int(record["id"]), "last_seen_at": at}
+    if attributes:
+        update["attributes"] = attributes
+        for name in DEVICE_ATTRIBUTES:
+            value = attributes.get(name)
+            update[name] = None if value is None else str(value)[:100]
+
+
+def _log_row(record: Record) -> Row:
+    message_id = record.get("message_id")
+    return {
+        "session_id": record.get("session_id"),
+        "device_id": uuid.UUID(record["device_id"]),
+        "at": utc(record["at"]),
+        "direction": record["direction"],
+        "envelope": record["envelope"],
+        "remote": record["remote"],
+        "flags": record.get("flags"),
+        "seq": record.get("seq"),
+        "size": int(record["size"]),
+        "outcome": record["outcome"],
+        "detail": record.get("detail"),
+        "message_id": None if message_id is None else uuid.UUID(message_id),
+    }
+
+
+def stored_event(row: Row) -> dict[str, Any]:
+    """The message as later consumers (callbacks, live streams) receive it."""
+    return {
+        "id": str(row["id"]),
+        "created_at": row["created_at"].isoformat(),
+        "organization_id": str(row["organization_id"]),
+        "group_id": None if row["group_id"] is None else str(row["group_id"]),
+        "device_id": str(row["device_id"]),
+        "session_id": row["session_id"],
+        "type": row["type"],
+        "direction": row["direction"],
+        "body": row["body"],
+        "codec_hash": row["codec_hash"],
+    }

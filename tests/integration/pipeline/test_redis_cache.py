@@ -1,0 +1,44 @@
+"""The Redis cache adapter against the machine's real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from nubes.pipeline.cache import RedisCache
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def cache(redis_url: str, unique_prefix: str) -> AsyncIterator[RedisCache]:
+    cache = RedisCache(redis_url, unique_prefix)
+    await cache.start()
+    yield cache
+    await cache.delete("counter:session")
+    await cache.close()
+
+
+async def test_counter_is_shared_and_respects_the_floor(
+    cache: RedisCache, redis_url: str, unique_prefix: str
+) -> None:
+    other = RedisCache(redis_url, unique_prefix)
+    await other.start()
+    try:
+        first = await cache.next_id("session", 1000)
+        second = await other.next_id("session", 1)
+        assert (first, second) == (1000, 1001)
+        values = await asyncio.gather(*(other.next_id("session", 1) for _ in range(50)))
+        assert len(set(values)) == 50
+        assert min(values) == 1002
+    finally:
+        await other.close()
+
+
+async def test_values_expire(cache: RedisCache) -> None:
+    await cache.set("flag", b"1", ttl_seconds=0.1)
+    assert await cache.get("flag") == b"1"
+    await asyncio.sleep(0.25)
+    assert await cache.get("flag") is None
