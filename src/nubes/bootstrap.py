@@ -74,6 +74,8 @@ class Runtime:
     adapters: Adapters
     gateway: Gateway | None = None
     worker: Worker | None = None
+    # The UDP ports actually bound, by envelope (a setting of 0 picks a free one).
+    ports: dict[str, int] = field(default_factory=dict)
     _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -129,6 +131,8 @@ class Runtime:
         for port, base64 in ((settings.flap_raw_port, False), (settings.flap_base64_port, True)):
             transport = await open_mac_endpoint(self.gateway, settings.bind, port, base64=base64)
             self._stops.append(_closer(transport))
+            port = transport.get_extra_info("sockname")[1]
+            self.ports["base64" if base64 else "raw"] = port
             log.info(
                 "FLAP %s envelope listening on %s:%d/udp",
                 "base64" if base64 else "raw",

@@ -29,7 +29,6 @@ from typing import Any
 import uvloop
 
 from nubes import __version__
-from nubes.bootstrap import Runtime, build_adapters
 from nubes.config import Settings
 from nubes.errors import NubesError
 from nubes.services import devices, downlinks, queries
@@ -56,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic reports every check at INFO; only `nubes migrate` says what it did.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         code: int = uvloop.run(args.command(args, settings))
         return code
@@ -85,6 +86,8 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(settings: Settings, *, gateway: bool, worker: bool) -> int:
+    from nubes.bootstrap import Runtime, build_adapters  # heavy: only for servers
+
     adapters = build_adapters(settings)
     if adapters.database.is_sqlite:
         await adapters.database.migrate()

@@ -18,6 +18,7 @@ from nubes.gateway.directory import DeviceInfo
 from nubes.gateway.downlinks import Offer
 
 BACKLOG = 8
+RECENTLY_DELIVERED = 64
 
 
 class Channel(Protocol):
@@ -47,10 +48,13 @@ class DeviceLink:
     backlog: deque[tuple[bytes, Channel, float]] = field(
         default_factory=lambda: deque(maxlen=BACKLOG)
     )
+    # Delivered here, but the database may not say so yet (the state change is
+    # still in the pipeline): a reload must not offer these again.
+    delivered: deque[Any] = field(default_factory=lambda: deque(maxlen=RECENTLY_DELIVERED))
 
     def offer(self, offer: Offer, *, first: bool = False) -> None:
         """Queues a downlink for the device; `first` puts it ahead (SET_SESSION)."""
-        if offer.downlink_id not in self.offers:
+        if offer.downlink_id not in self.offers and offer.downlink_id not in self.delivered:
             self.offers[offer.downlink_id] = offer
             self.transfer.offer(offer.downlink_id, offer.message, first=first)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import Counter, OrderedDict
 from typing import Any
 
@@ -127,7 +128,6 @@ class Gateway:
 
     def _receive(self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float) -> None:
         step = link.transfer.receive(packet, now)
-        self._log(link, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
         message = None
         for event in step.events:
             if isinstance(event, flap.MessageReceived):
@@ -135,8 +135,11 @@ class Gateway:
             else:
                 self._on_transfer_event(link, event)
         if message is not None:
-            self._spawn_locked(link, self._accept(link, message, channel))
-        elif step.answer is not None:
+            # Logged once the message has its session and id (`_accept_message`).
+            self._spawn_locked(link, self._accept(link, message, channel, packet))
+            return
+        self._log(link, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
+        if step.answer is not None:
             self._send(link, channel, step.answer, "answer")
 
     async def _load_then_receive(
@@ -171,31 +174,42 @@ class Gateway:
 
     # -- uplink messages -----------------------------------------------------------
 
-    async def _accept(self, link: DeviceLink, message: bytes, channel: Channel) -> None:
+    async def _accept(
+        self, link: DeviceLink, message: bytes, channel: Channel, packet: flap.Packet
+    ) -> None:
         """Makes a completed uplink durable, then acks it (or leaves it unacked)."""
         try:
-            await self._accept_message(link, message, channel)
+            await self._accept_message(link, message, channel, packet)
         finally:
             self._release(link)
 
-    async def _accept_message(self, link: DeviceLink, message: bytes, channel: Channel) -> None:
+    async def _accept_message(
+        self, link: DeviceLink, message: bytes, channel: Channel, packet: flap.Packet
+    ) -> None:
         at = time.time()
         try:
             uplink = flap.parse_uplink(message)
             self._check_codec(uplink)
         except (MessageError, CodecError) as err:
             link.transfer.abandon()
-            self._log_event(link, channel, "invalid", str(err))
+            self._refuse(link, channel, packet, "invalid", str(err))
             return
-        batch, extra = await self._records_for(link, uplink, message, channel, at)
+        batch, extra, message_id = await self._records_for(link, uplink, message, channel, at)
+        batch.append(
+            self._log_record(
+                link, channel, "in", packet, channel.size_in, "accepted", "", message_id
+            )
+        )
         if not await self._durable(batch):
             link.transfer.abandon()
             if extra is not None:
                 link.withdraw(extra.downlink_id)
-            self._log_event(link, channel, "rejected", "pipeline did not accept the message")
+            self._refuse(link, channel, packet, "rejected", "pipeline did not accept the message")
             return
-        self.counters[f"messages:{batch[-1]['type']}"] += 1
-        self._send(link, channel, link.transfer.commit(time.monotonic()), "ack")
+        self.counters["in:accepted"] += 1
+        self.counters[f"messages:{next(r['type'] for r in batch if r['kind'] == 'message')}"] += 1
+        ack = link.transfer.commit(time.monotonic())
+        self._send(link, channel, ack, "ack", message_id)
 
     @staticmethod
     def _check_codec(uplink: flap.Uplink) -> None:
@@ -204,8 +218,8 @@ class Gateway:
 
     async def _records_for(
         self, link: DeviceLink, uplink: flap.Uplink, message: bytes, channel: Channel, at: float
-    ) -> tuple[list[records.Record], Offer | None]:
-        """The records of one uplink, and the downlink it makes the cloud offer."""
+    ) -> tuple[list[records.Record], Offer | None, uuid.UUID]:
+        """The records of one uplink, the downlink it makes the cloud offer, its id."""
         batch: list[records.Record] = []
         extra: Offer | None = None
         info = link.info
@@ -226,9 +240,10 @@ class Gateway:
             link.offer(extra)
         self._learn(info, uplink)
         translation = translate(uplink)
+        message_id = uuid7(at)
         batch.append(
             records.message_record(
-                message_id=uuid7(at),
+                message_id=message_id,
                 at=at,
                 device=info,
                 session_id=link.session_id,
@@ -239,7 +254,7 @@ class Gateway:
                 codec_hash=translation.codec_hash,
             )
         )
-        return batch, extra
+        return batch, extra, message_id
 
     @staticmethod
     def _learn(info: DeviceInfo, uplink: flap.Uplink) -> None:
@@ -317,6 +332,7 @@ class Gateway:
         offer = link.offers.pop(downlink_id, None)
         if offer is None:
             return
+        link.delivered.append(downlink_id)
         batch = []
         if offer.stored:
             batch.append(
@@ -375,10 +391,17 @@ class Gateway:
             del self._links[serial]
         return len(idle)
 
-    def _send(self, link: DeviceLink, channel: Channel, packet: flap.Packet, outcome: str) -> None:
+    def _send(
+        self,
+        link: DeviceLink,
+        channel: Channel,
+        packet: flap.Packet,
+        outcome: str,
+        message_id: uuid.UUID | None = None,
+    ) -> None:
         size = channel.send(packet.encode())
         self.counters["datagrams_out"] += 1
-        self._log(link, channel, "out", packet, size, outcome, "")
+        self._log(link, channel, "out", packet, size, outcome, "", message_id)
 
     def _log(
         self,
@@ -389,28 +412,45 @@ class Gateway:
         size: int,
         outcome: str,
         detail: str,
+        message_id: uuid.UUID | None = None,
     ) -> None:
         self.counters[f"{direction}:{outcome}"] += 1
         self._publisher.add(
-            records.log_record(
-                session_id=link.session_id,
-                device_id=link.info.id,
-                at=time.time(),
-                direction=direction,
-                envelope=channel.envelope,
-                remote=channel.remote,
-                flags=None if packet is None else packet.flags,
-                seq=None if packet is None else packet.seq,
-                size=size,
-                outcome=outcome,
-                detail=detail,
-            )
+            self._log_record(link, channel, direction, packet, size, outcome, detail, message_id)
         )
 
-    def _log_event(self, link: DeviceLink, channel: Channel, outcome: str, detail: str) -> None:
-        """A log line about a message rather than a datagram (size 0)."""
-        log.info("device %s: %s: %s", link.info.serial, outcome, detail)
-        self._log(link, channel, "in", None, 0, outcome, detail)
+    @staticmethod
+    def _log_record(
+        link: DeviceLink,
+        channel: Channel,
+        direction: str,
+        packet: flap.Packet | None,
+        size: int,
+        outcome: str,
+        detail: str,
+        message_id: uuid.UUID | None,
+    ) -> records.Record:
+        return records.log_record(
+            session_id=link.session_id,
+            device_id=link.info.id,
+            at=time.time(),
+            direction=direction,
+            envelope=channel.envelope,
+            remote=channel.remote,
+            flags=None if packet is None else packet.flags,
+            seq=None if packet is None else packet.seq,
+            size=size,
+            outcome=outcome,
+            detail=detail,
+            message_id=message_id,
+        )
+
+    def _refuse(
+        self, link: DeviceLink, channel: Channel, packet: flap.Packet, outcome: str, detail: str
+    ) -> None:
+        """Logs the last fragment of a message that is left unacked, and why."""
+        log.info("device %s: message %s: %s", link.info.serial, outcome, detail)
+        self._log(link, channel, "in", packet, channel.size_in, outcome, detail)
 
     def _spawn_locked(self, link: DeviceLink, coroutine: Any) -> None:
         """Runs an awaited step of a device; its packets wait until `_release`."""

@@ -74,6 +74,7 @@ class Ingest:
         async with self._engine.begin() as conn:
             await self._sessions(conn, changes.sessions)
             stored = await self._messages(conn, changes.messages)
+            await self._message_counters(conn, [r for r in changes.messages if r["id"] in stored])
             await self._codecs(conn, changes.codecs)
             await self._downlinks(conn, changes.downlinks)
             await self._shell_replies(conn, changes.shell_replies)
@@ -104,6 +105,18 @@ class Ingest:
         stmt = upsert(self._dialect, t.messages).on_conflict_do_nothing(index_elements=["id"])
         result = await conn.execute(stmt.returning(t.messages.c.id), list(rows))
         return {row[0] for row in result}
+
+    async def _message_counters(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
+        counts: dict[tuple[int, str], int] = defaultdict(int)
+        for row in rows:
+            if row["session_id"] is not None:
+                counts[(row["session_id"], row["direction"])] += 1
+        table = t.sessions
+        for (session_id, direction), count in sorted(counts.items()):
+            column = table.c.messages_in if direction == "up" else table.c.messages_out
+            await conn.execute(
+                sa.update(table).where(table.c.id == session_id).values({column: column + count})
+            )
 
     async def _codecs(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
         if rows:
