@@ -144,6 +144,12 @@ async def stored_count(url: str) -> int:
         await database.dispose()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def report(name: str, result: Result, baseline: float | None = None) -> None:
     line = f"{name}: {result.rate:,.0f}/s ({result.acked:,} in {result.elapsed:.1f} s"
     line += f", {result.resent} resent, {result.resets} resets)"
@@ -154,10 +160,16 @@ def report(name: str, result: Result, baseline: float | None = None) -> None:
 
 async def bench_baseline(devices: int, duration: float) -> float:
     port = free_port()
-    with process([PYTHON, "bench/echo_server.py", str(port)], ready="ready"):
-        serials = list(range(FIRST_SERIAL, FIRST_SERIAL + devices))
-        result = await run_load("127.0.0.1", port, serials, duration=duration, echo=True)
+    serials = list(range(FIRST_SERIAL, FIRST_SERIAL + devices))
+    prepared = _prepared(devices, duration)
+    with process([PYTHON, "bench/echo_server.py", str(port)], ready="ready") as proc:
+        before = cpu_seconds(proc.pid)
+        result = await run_load(
+            "127.0.0.1", port, serials, duration=duration, echo=True, prepare=prepared
+        )
+        cpu = (cpu_seconds(proc.pid) - before) / result.elapsed
     report("1. raw UDP echo baseline (uvloop)", result)
+    print(f"   echo server CPU {cpu:.0%} of one core", flush=True)
     return result.rate
 
 
@@ -167,11 +179,25 @@ async def bench_gateway_alone(devices: int, duration: float, baseline: float, tm
     await prepare(url, serials)
     port = free_port()
     args = [PYTHON, "bench/gateway_only.py", "--database-url", url, "--port", str(port)]
-    with process(args, ready="ready"):
+    with process(args, ready="ready") as proc:
         await run_load("127.0.0.1", port, serials, duration=1.0)  # warm-up: links, downlink checks
-        result = await run_load("127.0.0.1", port, serials, duration=duration)
+        before = cpu_seconds(proc.pid)
+        result = await run_load(
+            "127.0.0.1", port, serials, duration=duration, prepare=_prepared(devices, duration)
+        )
+        cpu = (cpu_seconds(proc.pid) - before) / result.elapsed
     report("2. gateway alone, answered single-fragment uplinks", result, baseline)
+    print(
+        f"   gateway CPU {cpu:.0%} of one core: {result.rate / max(cpu, 0.01):,.0f} uplinks/s "
+        "per fully used core",
+        flush=True,
+    )
     return result.rate
+
+
+def _prepared(devices: int, duration: float, ceiling: float = 40_000) -> int:
+    """How many datagrams to seal in advance per device for a run."""
+    return int(ceiling * duration / devices) + 1
 
 
 async def _pg_admin(statement: str) -> None:

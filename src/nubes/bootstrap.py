@@ -114,6 +114,7 @@ class Runtime:
             adapters.broker,
             batch_size=settings.publish_batch_size,
             linger_seconds=settings.publish_linger_ms / 1000,
+            timeout_seconds=settings.publish_timeout_seconds,
         )
         self._stops.append(publisher.close)
         session_ids = SessionIds(adapters.cache, engine)

@@ -13,7 +13,10 @@ as one message. Two kinds of submission:
 
 At most `max_in_flight` batches are being published at once; beyond that
 the next flush waits, which slows the gateway's acks instead of growing
-memory.
+memory. A batch the broker has not confirmed within `timeout_seconds` fails
+its waiters: those devices get no ack and repeat (should the broker confirm
+it later anyway, the repeat is stored a second time: at least once, never
+lost).
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ class Publisher:
         *,
         batch_size: int,
         linger_seconds: float,
+        timeout_seconds: float = 3.0,
         max_in_flight: int = 32,
         max_backlog: int = 100_000,
     ) -> None:
         self._broker = broker
         self._batch_size = batch_size
         self._linger = linger_seconds
+        self._timeout = timeout_seconds
         self._records: list[Record] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._best_effort: deque[Record] = deque(maxlen=max_backlog)
@@ -94,7 +99,9 @@ class Publisher:
     async def _publish(self, records: list[Record], waiters: list[asyncio.Future[None]]) -> None:
         async with self._slots:
             try:
-                await self._broker.publish(UPLINK, encode_batch(records))
+                await asyncio.wait_for(
+                    self._broker.publish(UPLINK, encode_batch(records)), self._timeout
+                )
             except Exception as err:
                 self.failed_batches += 1
                 log.warning("a batch of %d records was not accepted: %s", len(records), err)

@@ -19,6 +19,7 @@ batched); unknown serials and undecodable datagrams are only counted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -124,9 +125,17 @@ class Gateway:
         if link.reload_downlinks or (explicit_poll and not link.transfer.waiting):
             self._spawn_locked(link, self._load_then_receive(link, packet, channel, now))
             return
-        self._receive(link, packet, channel, now)
+        self._handle(link, packet, channel, now)
 
-    def _receive(self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float) -> None:
+    def _handle(self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float) -> None:
+        message = self._receive(link, packet, channel, now)
+        if message is not None:
+            self._accept(link, message, channel, packet)
+
+    def _receive(
+        self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float
+    ) -> bytes | None:
+        """Runs the transfer state machine; returns a completed uplink to accept."""
         step = link.transfer.receive(packet, now)
         message = None
         for event in step.events:
@@ -135,20 +144,21 @@ class Gateway:
             else:
                 self._on_transfer_event(link, event)
         if message is not None:
-            # Logged once the message has its session and id (`_accept_message`).
-            self._spawn_locked(link, self._accept(link, message, channel, packet))
-            return
+            return message  # logged once it has its session and id (`_accept_message`)
         self._log(link, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
         if step.answer is not None:
             self._send(link, channel, step.answer, "answer")
+        return None
 
     async def _load_then_receive(
         self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float
     ) -> None:
         try:
             await self._reload_downlinks(link)
-            self._receive(link, packet, channel, now)
         finally:
+            link.busy = False
+        self._handle(link, packet, channel, now)
+        if not link.busy:  # else an accepted message holds the device until it is durable
             self._release(link)
 
     async def _reload_downlinks(self, link: DeviceLink) -> None:
@@ -174,18 +184,16 @@ class Gateway:
 
     # -- uplink messages -----------------------------------------------------------
 
-    async def _accept(
+    def _accept(
         self, link: DeviceLink, message: bytes, channel: Channel, packet: flap.Packet
     ) -> None:
-        """Makes a completed uplink durable, then acks it (or leaves it unacked)."""
-        try:
-            await self._accept_message(link, message, channel, packet)
-        finally:
-            self._release(link)
+        """Starts making a completed uplink durable; it is acked once it is.
 
-    async def _accept_message(
-        self, link: DeviceLink, message: bytes, channel: Channel, packet: flap.Packet
-    ) -> None:
+        The device's packets wait in its backlog meanwhile (`link.busy`). Only a
+        session start awaits anything here (a new session id); every other
+        message goes straight to the publisher, with a callback for the outcome:
+        no task per message on the hot path.
+        """
         at = time.time()
         try:
             uplink = flap.parse_uplink(message)
@@ -194,42 +202,12 @@ class Gateway:
             link.transfer.abandon()
             self._refuse(link, channel, packet, "invalid", str(err))
             return
-        batch, extra, message_id = await self._records_for(link, uplink, message, channel, at)
-        batch.append(
-            self._log_record(
-                link, channel, "in", packet, channel.size_in, "accepted", "", message_id
-            )
-        )
-        if not await self._durable(batch):
-            link.transfer.abandon()
-            if extra is not None:
-                link.withdraw(extra.downlink_id)
-            self._refuse(link, channel, packet, "rejected", "pipeline did not accept the message")
-            return
-        self.counters["in:accepted"] += 1
-        self.counters[f"messages:{next(r['type'] for r in batch if r['kind'] == 'message')}"] += 1
-        ack = link.transfer.commit(time.monotonic())
-        self._send(link, channel, ack, "ack", message_id)
-
-    @staticmethod
-    def _check_codec(uplink: flap.Uplink) -> None:
-        if isinstance(uplink, flap.UploadCodec):
-            codecs.verify_upload(uplink.codec_hash, uplink.cbor)
-
-    async def _records_for(
-        self, link: DeviceLink, uplink: flap.Uplink, message: bytes, channel: Channel, at: float
-    ) -> tuple[list[records.Record], Offer | None, uuid.UUID]:
-        """The records of one uplink, the downlink it makes the cloud offer, its id."""
-        batch: list[records.Record] = []
-        extra: Offer | None = None
-        info = link.info
+        link.busy = True
         if isinstance(uplink, flap.CreateSession):
-            session_id = await self._session_ids.next()
-            link.session_id = info.session_id = session_id
-            batch.append(self._session_record(link, uplink, channel, at))
-            extra = self._set_session_offer(info, session_id, at)
-            link.offer(extra, first=True)
-        elif isinstance(uplink, flap.GetTimestamp):
+            self._spawn(self._start_session(link, uplink, message, channel, packet, at))
+            return
+        extra = None
+        if isinstance(uplink, flap.GetTimestamp):
             extra = Offer(
                 ("timestamp", at),
                 "timestamp",
@@ -238,14 +216,51 @@ class Gateway:
                 stored=False,
             )
             link.offer(extra)
-        self._learn(info, uplink)
+        self._submit(link, uplink, message, channel, packet, at, [], extra)
+
+    async def _start_session(
+        self,
+        link: DeviceLink,
+        uplink: flap.CreateSession,
+        message: bytes,
+        channel: Channel,
+        packet: flap.Packet,
+        at: float,
+    ) -> None:
+        try:
+            session_id = await self._session_ids.next()
+        except Exception as err:
+            log.exception("no session id for device %s", link.info.serial)
+            link.transfer.abandon()
+            self._refuse(link, channel, packet, "rejected", f"no session id: {err}")
+            self._release(link)
+            return
+        link.session_id = link.info.session_id = session_id
+        session = self._session_record(link, uplink, channel, at)
+        extra = self._set_session_offer(link.info, session_id, at)
+        link.offer(extra, first=True)
+        self._submit(link, uplink, message, channel, packet, at, [session], extra)
+
+    def _submit(
+        self,
+        link: DeviceLink,
+        uplink: flap.Uplink,
+        message: bytes,
+        channel: Channel,
+        packet: flap.Packet,
+        at: float,
+        batch: list[records.Record],
+        extra: Offer | None,
+    ) -> None:
+        """Hands the records of an uplink to the publisher; `_durable` answers."""
+        self._learn(link.info, uplink)
         translation = translate(uplink)
         message_id = uuid7(at)
         batch.append(
             records.message_record(
                 message_id=message_id,
                 at=at,
-                device=info,
+                device=link.info,
                 session_id=link.session_id,
                 type_name=translation.type_name,
                 direction="up",
@@ -254,7 +269,49 @@ class Gateway:
                 codec_hash=translation.codec_hash,
             )
         )
-        return batch, extra, message_id
+        batch.append(
+            self._log_record(
+                link, channel, "in", packet, channel.size_in, "accepted", "", message_id
+            )
+        )
+        future = self._publisher.submit(batch)
+        future.add_done_callback(
+            functools.partial(
+                self._durable, link, channel, packet, message_id, extra, translation.type_name
+            )
+        )
+
+    def _durable(
+        self,
+        link: DeviceLink,
+        channel: Channel,
+        packet: flap.Packet,
+        message_id: uuid.UUID,
+        extra: Offer | None,
+        type_name: str,
+        future: asyncio.Future[None],
+    ) -> None:
+        """Acks an uplink the pipeline accepted; leaves a refused one unacked."""
+        try:
+            if future.cancelled() or future.exception() is not None:
+                link.transfer.abandon()
+                if extra is not None:
+                    link.withdraw(extra.downlink_id)
+                self._refuse(
+                    link, channel, packet, "rejected", "pipeline did not accept the message"
+                )
+                return
+            self.counters["in:accepted"] += 1
+            self.counters[f"messages:{type_name}"] += 1
+            ack = link.transfer.commit(time.monotonic())
+            self._send(link, channel, ack, "ack", message_id)
+        finally:
+            self._release(link)
+
+    @staticmethod
+    def _check_codec(uplink: flap.Uplink) -> None:
+        if isinstance(uplink, flap.UploadCodec):
+            codecs.verify_upload(uplink.codec_hash, uplink.cbor)
 
     @staticmethod
     def _learn(info: DeviceInfo, uplink: flap.Uplink) -> None:
@@ -302,11 +359,6 @@ class Gateway:
             "device_name": info.name,
         }
         return Offer(("session", session_id), "session", message, body, stored=False)
-
-    async def _durable(self, batch: list[records.Record]) -> bool:
-        future = self._publisher.submit(batch)
-        done, _ = await asyncio.wait({future}, timeout=self._publish_timeout)
-        return bool(done) and future.exception() is None
 
     # -- downlink events ------------------------------------------------------------
 
@@ -455,7 +507,10 @@ class Gateway:
     def _spawn_locked(self, link: DeviceLink, coroutine: Any) -> None:
         """Runs an awaited step of a device; its packets wait until `_release`."""
         link.busy = True
-        task = asyncio.create_task(coroutine, name=f"device-{link.info.serial}")
+        self._spawn(coroutine)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

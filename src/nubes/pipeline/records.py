@@ -12,7 +12,10 @@ gateway's order. Kinds:
 - `downlink`: a queued downlink changed state (sent, delivered).
 - `log`: one datagram of a session's communication log.
 
-Times are Unix seconds as floats; ids are strings (UUIDs, hex hashes). The
+Times are Unix seconds as floats; ids are strings (UUIDs, hex hashes);
+records may hold `uuid.UUID` values, which orjson writes as strings (and
+does so ~10x faster than the standard library's json, measured as the
+largest item of the gateway's profile). The
 format is versioned (`v`) so that old and new processes can overlap during
 an upgrade.
 """
@@ -20,10 +23,11 @@ an upgrade.
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 FORMAT_VERSION = 1
 
@@ -31,14 +35,15 @@ Record = dict[str, Any]
 
 
 def encode_batch(records: Sequence[Record]) -> bytes:
-    return json.dumps(
-        {"v": FORMAT_VERSION, "records": list(records)}, separators=(",", ":")
-    ).encode()
+    return orjson.dumps({"v": FORMAT_VERSION, "records": list(records)})
 
 
 def decode_batch(body: bytes) -> list[Record]:
     """The records of a batch; ValueError for a body that is not one."""
-    document = json.loads(body)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise ValueError(f"not JSON: {err}") from err
     if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION:
         raise ValueError("not a pipeline batch of a known version")
     records = document.get("records")
@@ -68,8 +73,8 @@ def session_record(
     return {
         "kind": "session",
         "id": session_id,
-        "device_id": str(device_id),
-        "organization_id": str(organization_id),
+        "device_id": device_id,
+        "organization_id": organization_id,
         "envelope": envelope,
         "remote_address": remote[0],
         "remote_port": remote[1],
@@ -94,18 +99,18 @@ def message_record(
     """`device` is anything with `id`, `organization_id`, `group_id` attributes."""
     return {
         "kind": "message",
-        "id": str(message_id),
+        "id": message_id,
         "at": at,
-        "device_id": str(device.id),
-        "organization_id": str(device.organization_id),
-        "group_id": None if device.group_id is None else str(device.group_id),
+        "device_id": device.id,
+        "organization_id": device.organization_id,
+        "group_id": device.group_id,
         "session_id": session_id,
         "type": type_name,
         "direction": direction,
         "raw": b64(raw),
         "body": body,
         "codec_hash": codec_hash,
-        "downlink_id": None if downlink_id is None else str(downlink_id),
+        "downlink_id": downlink_id,
     }
 
 
@@ -131,7 +136,7 @@ def log_record(
     return {
         "kind": "log",
         "session_id": session_id,
-        "device_id": str(device_id),
+        "device_id": device_id,
         "at": at,
         "direction": direction,
         "envelope": envelope,
@@ -141,5 +146,5 @@ def log_record(
         "size": size,
         "outcome": outcome,
         "detail": detail or None,
-        "message_id": None if message_id is None else str(message_id),
+        "message_id": message_id,
     }

@@ -69,7 +69,14 @@ async def session_log(
     engine: AsyncEngine, session_id: int, limit: int = 1000
 ) -> list[dict[str, Any]]:
     log = t.session_log
-    query = sa.select(log).where(log.c.session_id == session_id).order_by(log.c.id).limit(limit)
+    # Order by time: log rows of one session arrive in batches that workers may
+    # commit in any order, so ids alone do not follow the exchange.
+    query = (
+        sa.select(log)
+        .where(log.c.session_id == session_id)
+        .order_by(log.c.at, log.c.id)
+        .limit(limit)
+    )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [_jsonable(dict(row)) | {"flag_text": flag_text(row["flags"])} for row in rows]

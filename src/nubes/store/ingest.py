@@ -74,11 +74,13 @@ class Ingest:
         async with self._engine.begin() as conn:
             await self._sessions(conn, changes.sessions)
             stored = await self._messages(conn, changes.messages)
-            await self._message_counters(conn, [r for r in changes.messages if r["id"] in stored])
             await self._codecs(conn, changes.codecs)
             await self._downlinks(conn, changes.downlinks)
             await self._shell_replies(conn, changes.shell_replies)
-            await self._logs(conn, changes.logs)
+            if changes.logs:
+                await conn.execute(sa.insert(t.session_log), changes.logs)
+            new_messages = [row for row in changes.messages if row["id"] in stored]
+            await self._session_counters(conn, session_counters(changes.logs, new_messages))
             await self._devices(conn, changes.device_updates)
         return stored
 
@@ -105,18 +107,6 @@ class Ingest:
         stmt = upsert(self._dialect, t.messages).on_conflict_do_nothing(index_elements=["id"])
         result = await conn.execute(stmt.returning(t.messages.c.id), list(rows))
         return {row[0] for row in result}
-
-    async def _message_counters(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
-        counts: dict[tuple[int, str], int] = defaultdict(int)
-        for row in rows:
-            if row["session_id"] is not None:
-                counts[(row["session_id"], row["direction"])] += 1
-        table = t.sessions
-        for (session_id, direction), count in sorted(counts.items()):
-            column = table.c.messages_in if direction == "up" else table.c.messages_out
-            await conn.execute(
-                sa.update(table).where(table.c.id == session_id).values({column: column + count})
-            )
 
     async def _codecs(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
         if rows:
@@ -150,43 +140,73 @@ class Ingest:
                 .values(reply_message_id=row["message_id"], updated_at=row["at"])
             )
 
-    async def _logs(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
-        if not rows:
+    async def _session_counters(
+        self, conn: AsyncConnection, counters: dict[int, dict[str, Any]]
+    ) -> None:
+        """Adds a batch's packets, bytes and messages to its sessions, one statement."""
+        if not counters:
             return
-        await conn.execute(sa.insert(t.session_log), list(rows))
-        for session_id, counts in _session_counters(rows).items():
-            table = t.sessions
-            await conn.execute(
-                sa.update(table)
-                .where(table.c.id == session_id)
-                .values(
-                    packets_in=table.c.packets_in + counts["packets_in"],
-                    packets_out=table.c.packets_out + counts["packets_out"],
-                    bytes_in=table.c.bytes_in + counts["bytes_in"],
-                    bytes_out=table.c.bytes_out + counts["bytes_out"],
-                    last_activity_at=counts["last"],
-                )
+        table = t.sessions
+        stmt = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"))
+            .values(
+                {name: table.c[name] + sa.bindparam(f"b_{name}") for name in COUNTERS}
+                | {"last_activity_at": sa.bindparam("b_last")}
             )
+        )
+        params = [
+            {"b_id": session_id, "b_last": values["last"]}
+            | {f"b_{name}": values[name] for name in COUNTERS}
+            for session_id, values in sorted(counters.items())
+        ]
+        await conn.execute(stmt, params)
 
     async def _devices(self, conn: AsyncConnection, updates: dict[uuid.UUID, Row]) -> None:
+        """One executemany per set of changed columns (mostly just `last_seen_at`).
+
+        Rows go in id order, so that two workers updating the same devices
+        take their row locks in the same order and cannot deadlock.
+        """
         table = t.devices
+        by_columns: dict[tuple[str, ...], list[Row]] = defaultdict(list)
         for device_id, values in sorted(updates.items()):
             if values:
-                await conn.execute(sa.update(table).where(table.c.id == device_id).values(values))
+                columns = tuple(sorted(values))
+                by_columns[columns].append(
+                    {"b_id": device_id} | {f"b_{name}": values[name] for name in columns}
+                )
+        for columns, params in by_columns.items():
+            stmt = (
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("b_id"))
+                .values({name: sa.bindparam(f"b_{name}") for name in columns})
+            )
+            await conn.execute(stmt, params)
 
 
-def _session_counters(rows: Iterable[Row]) -> dict[int, dict[str, Any]]:
+COUNTERS = ("packets_in", "packets_out", "bytes_in", "bytes_out", "messages_in", "messages_out")
+
+
+def session_counters(logs: Iterable[Row], messages: Iterable[Row]) -> dict[int, dict[str, Any]]:
+    """Per session: packets and bytes in and out, new messages, last activity."""
     counters: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        session_id = row["session_id"]
-        if session_id is None:
-            continue
-        entry = counters.setdefault(
-            session_id,
-            {"packets_in": 0, "packets_out": 0, "bytes_in": 0, "bytes_out": 0, "last": row["at"]},
-        )
-        direction = "in" if row["direction"] == "in" else "out"
-        entry[f"packets_{direction}"] += 1
-        entry[f"bytes_{direction}"] += row["size"]
-        entry["last"] = max(entry["last"], row["at"])
+
+    def entry(session_id: int, at: datetime) -> dict[str, Any]:
+        found = counters.get(session_id)
+        if found is None:
+            found = counters[session_id] = dict.fromkeys(COUNTERS, 0) | {"last": at}
+        found["last"] = max(found["last"], at)
+        return found
+
+    for row in logs:
+        if row["session_id"] is not None:
+            counts = entry(row["session_id"], row["at"])
+            direction = "in" if row["direction"] == "in" else "out"
+            counts[f"packets_{direction}"] += 1
+            counts[f"bytes_{direction}"] += row["size"]
+    for row in messages:
+        if row["session_id"] is not None:
+            counts = entry(row["session_id"], row["created_at"])
+            counts["messages_in" if row["direction"] == "up" else "messages_out"] += 1
     return counters
