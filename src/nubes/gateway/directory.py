@@ -133,6 +133,10 @@ class Directory:
             self._by_serial.pop(mapping["serial"], None)
             return 1
         info = DeviceInfo(**mapping)
+        # asyncpg hands out its own UUID type; the rest of Nubes expects uuid.UUID.
+        info.id = uuid.UUID(str(info.id))
+        info.organization_id = uuid.UUID(str(info.organization_id))
+        info.group_id = None if info.group_id is None else uuid.UUID(str(info.group_id))
         if known is not None:
             # What the gateway learnt from traffic is newer than the row.
             info.session_id = known.session_id or info.session_id

@@ -35,7 +35,8 @@ Record = dict[str, Any]
 
 
 def encode_batch(records: Sequence[Record]) -> bytes:
-    return orjson.dumps({"v": FORMAT_VERSION, "records": list(records)})
+    # `default=str` covers UUID types orjson does not know (asyncpg has its own).
+    return orjson.dumps({"v": FORMAT_VERSION, "records": list(records)}, default=str)
 
 
 def decode_batch(body: bytes) -> list[Record]:

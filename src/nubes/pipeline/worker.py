@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import uuid
 from typing import Any
 
@@ -47,21 +48,60 @@ class Worker:
         self._ingest = Ingest(engine)
         self._codecs = CodecBook(engine)
         self._redecodes: set[asyncio.Task[None]] = set()
+        self._waiting: list[tuple[list[Record], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_forever(), name="worker-writer")
         await self._broker.consume(UPLINK, STORE_QUEUE, self.handle, self._prefetch)
 
     async def close(self) -> None:
-        for task in list(self._redecodes):
+        tasks = [*self._redecodes, *([self._writer] if self._writer else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._redecodes, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def handle(self, body: bytes) -> None:
+        """One broker message: returns (and is acked) once its batch is committed.
+
+        Up to `prefetch` broker messages are handled at once; the writer merges
+        all that are waiting into one transaction, since a transaction costs
+        about as much for ten device messages as for a thousand.
+        """
         try:
             records = decode_batch(body)
         except ValueError as err:
             log.error("dropping a pipeline body that is not a batch: %s", err)
             return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((records, done))
+        self._wake.set()
+        await done
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            waiting, self._waiting = self._waiting, []
+            if waiting:
+                await self._write_merged(waiting)
+
+    async def _write_merged(self, waiting: list[tuple[list[Record], asyncio.Future[None]]]) -> None:
+        try:
+            await self.store([record for records, _ in waiting for record in records])
+        except Exception:
+            if len(waiting) == 1:
+                _settle(waiting, sys.exc_info()[1])
+                return
+            log.warning("a merged write failed; writing its %d batches one by one", len(waiting))
+            for one in waiting:
+                await self._write_merged([one])
+            return
+        _settle(waiting, None)
+
+    async def store(self, records: list[Record]) -> None:
+        """Decodes and writes records in one transaction, then announces new messages."""
         changes = Changes()
         for record in records:
             await self._add(changes, record)
@@ -198,6 +238,18 @@ class Worker:
                 break
         if total:
             log.info("decoded %d waiting messages with codec %s", total, codec_hash)
+
+
+def _settle(
+    waiting: list[tuple[list[Record], asyncio.Future[None]]], error: BaseException | None
+) -> None:
+    for _, done in waiting:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 def _decoded_values(codec: Any, raw: bytes) -> Row:
