@@ -4,9 +4,11 @@ Publishing costs the broker client ~150 µs of CPU per message, so records
 are gathered for up to `linger` (2 ms) or `batch_size` records and published
 as one message. Two kinds of submission:
 
-- `submit(records)` returns a future that resolves once the batch holding
-  the records is durably accepted (or fails): the gateway acks the device
-  only then;
+- `submit(records, on_done)` calls `on_done(None)` once the batch holding
+  the records is durably accepted, or `on_done(error)`: the gateway acks
+  the device only then. A plain callback rather than a future: the gateway
+  makes one submission per device message, and a future with its scheduled
+  callbacks costs several microseconds more each;
 - `add(record)` for the communication log: best effort, never awaited;
   when the broker is down, at most `max_backlog` such records wait and
   older ones are dropped (and counted) so memory stays bounded.
@@ -24,11 +26,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from nubes.pipeline.broker import UPLINK, Broker
 from nubes.pipeline.records import Record, encode_batch
 
 log = logging.getLogger(__name__)
+
+Done = Callable[[BaseException | None], None]
 
 
 class Publisher:
@@ -49,7 +54,7 @@ class Publisher:
         self._linger = linger_seconds
         self._timeout = timeout_seconds
         self._records: list[Record] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[Done] = []
         self._best_effort: deque[Record] = deque(maxlen=max_backlog)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._timer: asyncio.TimerHandle | None = None
@@ -57,15 +62,12 @@ class Publisher:
         self.dropped = 0
         self.failed_batches = 0
 
-    def submit(self, records: list[Record]) -> asyncio.Future[None]:
-        """Queues records that must be durable; the future says when they are."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # The waiter may have given up (timeout); a late failure is then not news.
-        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    def submit(self, records: list[Record], on_done: Done | None = None) -> None:
+        """Queues records that must be durable; `on_done` hears when they are."""
         self._records.extend(records)
-        self._waiters.append(future)
+        if on_done is not None:
+            self._waiters.append(on_done)
         self._schedule()
-        return future
 
     def add(self, record: Record) -> None:
         """Queues a best-effort record (communication log)."""
@@ -96,7 +98,8 @@ class Publisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, records: list[Record], waiters: list[asyncio.Future[None]]) -> None:
+    async def _publish(self, records: list[Record], waiters: list[Done]) -> None:
+        error: BaseException | None = None
         async with self._slots:
             try:
                 await asyncio.wait_for(
@@ -105,13 +108,12 @@ class Publisher:
             except Exception as err:
                 self.failed_batches += 1
                 log.warning("a batch of %d records was not accepted: %s", len(records), err)
-                for future in waiters:
-                    if not future.done():
-                        future.set_exception(err)
-                return
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
+                error = err
+        for on_done in waiters:
+            try:
+                on_done(error)
+            except Exception:
+                log.exception("a publish callback failed")
 
     async def close(self) -> None:
         """Publishes what is left and waits for the batches under way."""

@@ -274,11 +274,11 @@ class Gateway:
                 link, channel, "in", packet, channel.size_in, "accepted", "", message_id
             )
         )
-        future = self._publisher.submit(batch)
-        future.add_done_callback(
+        self._publisher.submit(
+            batch,
             functools.partial(
                 self._durable, link, channel, packet, message_id, extra, translation.type_name
-            )
+            ),
         )
 
     def _durable(
@@ -289,11 +289,11 @@ class Gateway:
         message_id: uuid.UUID,
         extra: Offer | None,
         type_name: str,
-        future: asyncio.Future[None],
+        error: BaseException | None,
     ) -> None:
         """Acks an uplink the pipeline accepted; leaves a refused one unacked."""
         try:
-            if future.cancelled() or future.exception() is not None:
+            if error is not None:
                 link.transfer.abandon()
                 if extra is not None:
                     link.withdraw(extra.downlink_id)

@@ -34,6 +34,8 @@ class Translation:
 
 def translate(uplink: Uplink) -> Translation:
     """The message type name, JSON body and codec hash of an uplink."""
+    if isinstance(uplink, UploadData):
+        return Translation("data", None, hash_hex(uplink.codec_hash))
     if isinstance(uplink, CreateSession):
         return Translation("session", to_json(uplink.named()))
     if isinstance(uplink, GetTimestamp):
@@ -44,8 +46,6 @@ def translate(uplink: Uplink) -> Translation:
     if isinstance(uplink, UploadCodec):
         codec_hash = hash_hex(uplink.codec_hash)
         return Translation(uplink.kind, {"hash": codec_hash, "size": len(uplink.cbor)}, codec_hash)
-    if isinstance(uplink, UploadData):
-        return Translation("data", None, hash_hex(uplink.codec_hash))
     if isinstance(uplink, UploadStats):
         return Translation("stats", to_json(uplink.values))
     if isinstance(uplink, UploadShell):

@@ -105,10 +105,9 @@ async def test_a_disabled_device_gets_no_answer(cloud: Runtime) -> None:
 class RefusingPublisher:
     """A pipeline that never accepts: the device must never be acked."""
 
-    def submit(self, records: list[object]) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.set_exception(RuntimeError("broker down"))
-        return future
+    def submit(self, records: list[object], on_done: object = None) -> None:
+        if callable(on_done):
+            asyncio.get_running_loop().call_soon(on_done, RuntimeError("broker down"))
 
     def add(self, record: object) -> None:
         return None

@@ -9,7 +9,21 @@ import pytest
 from nubes.errors import BrokerError
 from nubes.gateway.publisher import Publisher
 from nubes.pipeline.broker import UPLINK
-from nubes.pipeline.records import decode_batch
+from nubes.pipeline.records import Record, decode_batch
+
+
+def submitted(publisher: Publisher, records: list[Record]) -> asyncio.Future[None]:
+    """Submits records; the returned future carries the publisher's verdict."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def done(error: BaseException | None) -> None:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    publisher.submit(records, done)
+    return future
 
 
 class RecordingBroker:
@@ -38,7 +52,7 @@ class RecordingBroker:
 async def test_a_full_batch_is_published_at_once() -> None:
     broker = RecordingBroker()
     publisher = Publisher(broker, batch_size=3, linger_seconds=10)
-    futures = [publisher.submit([{"kind": "message", "n": n}]) for n in range(3)]
+    futures = [submitted(publisher, [{"kind": "message", "n": n}]) for n in range(3)]
     await asyncio.wait_for(asyncio.gather(*futures), 1)
     assert len(broker.bodies) == 1
     assert [r["n"] for r in decode_batch(broker.bodies[0])] == [0, 1, 2]
@@ -47,7 +61,7 @@ async def test_a_full_batch_is_published_at_once() -> None:
 async def test_a_partial_batch_goes_out_after_the_linger() -> None:
     broker = RecordingBroker()
     publisher = Publisher(broker, batch_size=100, linger_seconds=0.02)
-    future = publisher.submit([{"kind": "message"}])
+    future = submitted(publisher, [{"kind": "message"}])
     publisher.add({"kind": "log"})
     await asyncio.wait_for(future, 1)
     assert [r["kind"] for r in decode_batch(broker.bodies[0])] == ["message", "log"]
@@ -57,7 +71,7 @@ async def test_a_refused_batch_fails_its_waiters() -> None:
     broker = RecordingBroker()
     broker.refuse = True
     publisher = Publisher(broker, batch_size=1, linger_seconds=0)
-    future = publisher.submit([{"kind": "message"}])
+    future = submitted(publisher, [{"kind": "message"}])
     with pytest.raises(BrokerError):
         await asyncio.wait_for(future, 1)
     assert publisher.failed_batches == 1
