@@ -1,0 +1,43 @@
+"""`make bench` keeps working: its quick mode runs every phase and prints every figure."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import require_service
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_benchmark_runs_and_loses_nothing() -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    require_service("Redis", "127.0.0.1", 6379)
+    done = subprocess.run(
+        [sys.executable, "bench/gateway.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for phase in (
+        "1. raw UDP echo baseline",
+        "2. gateway alone",
+        "3a. end to end",
+        "3b. end to end",
+        "4. ack latency",
+    ):
+        assert phase in out, out
+    assert re.search(r"lost: 0\b", out), out
+    rate = re.search(r"2\. gateway alone, answered single-fragment uplinks: ([\d,]+)/s", out)
+    assert rate is not None
+    assert int(rate.group(1).replace(",", "")) > 0
