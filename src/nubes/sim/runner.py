@@ -10,8 +10,8 @@ summary is printed: sessions, acked data, downlinks, timeouts, ack latency.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
