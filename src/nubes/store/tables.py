@@ -189,7 +189,9 @@ session_log = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("detail", sa.String(200), nullable=True),
     sa.Column("message_id", sa.Uuid(), nullable=True),
-    sa.Index(None, "session_id", "id"),
+    # A session's log is read in time order (rows arrive in batches that
+    # workers may commit in any order, so ids do not follow the exchange).
+    sa.Index(None, "session_id", "at"),
     sa.Index(None, "device_id", "at"),
 )
 

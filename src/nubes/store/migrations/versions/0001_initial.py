@@ -204,7 +204,7 @@ def _create_session_log() -> None:
         sa.Column("message_id", sa.Uuid(), nullable=True),
         _pk("session_log"),
     )
-    _index("session_log", "session_id", "id")
+    _index("session_log", "session_id", "at")
     _index("session_log", "device_id", "at")
 
 
