@@ -15,12 +15,12 @@ Run as many workers as the database can take.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 import uuid
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -110,6 +110,23 @@ class Worker:
         for codec in changes.codecs:
             if codec["kind"] == "decoder":
                 self._start_redecode(codec["organization_id"], codec["hash"])
+        await self._recheck_waiting(changes)
+
+    async def _recheck_waiting(self, changes: Changes) -> None:
+        """Decodes what this batch left waiting if its decoder is stored by now.
+
+        Another worker may have stored the decoder, and decoded what was
+        waiting, while this one still knew the hash as missing or had not
+        committed yet. Looking once more after the commit closes that gap:
+        whichever commit came last, one of the two workers sees the other's.
+        """
+        waiting = {
+            (row["organization_id"], row["codec_hash"])
+            for row in changes.messages
+            if row["decode_state"] == "undecoded"
+        }
+        for organization_id, codec_hash in await self._codecs.stored(waiting):
+            self._start_redecode(organization_id, codec_hash)
 
     async def _add(self, changes: Changes, record: Record) -> None:
         kind = record.get("kind")
@@ -119,14 +136,12 @@ class Worker:
             elif kind == "session":
                 _add_session(changes, record)
             elif kind == "downlink":
-                changes.downlinks.append(
-                    {**record, "id": uuid.UUID(record["id"]), "at": utc(record["at"])}
-                )
+                changes.downlinks.append(_downlink_row(record))
             elif kind == "log":
                 changes.logs.append(_log_row(record))
             else:
                 log.warning("ignoring a pipeline record of unknown kind %r", kind)
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, KeyError, OverflowError, TypeError, ValueError) as err:
             log.error("ignoring a malformed %s record: %r", kind, err)
 
     async def _add_message(self, changes: Changes, record: Record) -> None:
@@ -189,7 +204,7 @@ class Worker:
                 "organization_id": organization_id,
                 "hash": codec_hash,
                 "kind": codec.kind,
-                "name": codec.name,
+                "name": _fit(t.codecs.c.name, codec.name),
                 "document": codec.document,
                 "cbor": cbor,
                 "source": "device",
@@ -201,8 +216,8 @@ class Worker:
 
     async def _announce(self, rows: list[Row]) -> None:
         if rows:
-            body = json.dumps({"v": 1, "messages": [stored_event(row) for row in rows]})
-            await self._broker.publish(MESSAGE_STORED, body.encode())
+            body = orjson.dumps({"v": 1, "messages": [stored_event(row) for row in rows]})
+            await self._broker.publish(MESSAGE_STORED, body)
 
     def _start_redecode(self, organization_id: uuid.UUID, codec_hash: str) -> None:
         task = asyncio.create_task(
@@ -284,6 +299,8 @@ def _add_session(changes: Changes, record: Record) -> None:
     device_id = uuid.UUID(record["device_id"])
     at = utc(record["at"])
     attributes = record.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise TypeError(f"session attributes are {type(attributes).__name__}, not an object")
     changes.sessions.append(
         {
             "id": int(record["id"]),
@@ -303,7 +320,22 @@ def _add_session(changes: Changes, record: Record) -> None:
         update["attributes"] = attributes
         for name in DEVICE_ATTRIBUTES:
             value = attributes.get(name)
-            update[name] = None if value is None else str(value)[:100]
+            update[name] = None if value is None else _fit(t.devices.c[name], str(value))
+
+
+def _downlink_row(record: Record) -> Row:
+    return {
+        "id": uuid.UUID(record["id"]),
+        "state": str(record["state"]),
+        "at": utc(record["at"]),
+        "attempt": int(record.get("attempt") or 0),
+    }
+
+
+def _fit(column: sa.Column[Any], text: str | None) -> str | None:
+    """Cuts text (often the device's) to its column: PostgreSQL refuses longer."""
+    length = getattr(column.type, "length", None)
+    return text if text is None or length is None else text[:length]
 
 
 def _log_row(record: Record) -> Row:
@@ -319,7 +351,7 @@ def _log_row(record: Record) -> Row:
         "seq": record.get("seq"),
         "size": int(record["size"]),
         "outcome": record["outcome"],
-        "detail": record.get("detail"),
+        "detail": _fit(t.session_log.c.detail, record.get("detail")),
         "message_id": None if message_id is None else uuid.UUID(message_id),
     }
 

@@ -50,7 +50,9 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-JSONType: Any = sa.JSON().with_variant(JSONB(), "postgresql")
+# Python None is SQL NULL (not JSON null), the same whether a row comes in
+# through an INSERT or PostgreSQL's COPY.
+JSONType: Any = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigIntId: Any = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 HashText = sa.String(16)
