@@ -25,7 +25,6 @@ from nubes.pipeline.broker import UPLINK, Broker, MemoryBroker
 from nubes.pipeline.cache import Cache, MemoryCache, RedisCache
 from nubes.pipeline.rabbitmq import RabbitBroker
 from nubes.pipeline.worker import STORE_QUEUE, Worker
-from nubes.services.downlinks import expire_downlinks
 from nubes.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -161,9 +160,7 @@ class Runtime:
                 counters,
             )
         if self.worker is not None:
-            expired = await expire_downlinks(self.adapters.database.engine)
-            if expired:
-                log.info("%d downlinks expired", expired)
+            await self.worker.tidy()
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nubes import codec as codecs
 from nubes import flap
-from nubes.errors import CodecError, EnvelopeError, MessageError, PacketError
+from nubes.errors import CodecError, CodecHashError, EnvelopeError, MessageError, PacketError
 from nubes.gateway.directory import DeviceInfo, Directory
 from nubes.gateway.downlinks import Offer, pending_offers
 from nubes.gateway.link import Channel, DeviceLink
@@ -93,14 +93,32 @@ class Gateway:
             self.counters["dropped:device disabled"] += 1
             return
         channel.bind(info)
-        link = self._link(info, channel, time.monotonic())
         if not flap.verify(envelope, info.claim_token):
-            self._log(
-                link, channel, "in", None, channel.size_in, "bad_mac", "MAC tag does not match"
-            )
-            self._send(link, channel, flap.RESET, "reset")
+            self._reject_forgery(info, channel)
             return
-        self.on_packet(link, envelope.packet, channel)
+        self.on_packet(self._link(info, channel, time.monotonic()), envelope.packet, channel)
+
+    def _reject_forgery(self, info: DeviceInfo, channel: MacChannel) -> None:
+        """A known serial with a wrong tag: a reset, and the device's state untouched.
+
+        No link is made or replaced for it: an unauthenticated datagram must
+        not be able to disturb the device's transfer.
+        """
+        link = self._links.get(info.serial)
+        session_id = info.session_id if link is None else link.session_id
+        self._add_log(
+            session_id,
+            info.id,
+            channel,
+            "in",
+            None,
+            channel.size_in,
+            "bad_mac",
+            "MAC tag does not match",
+        )
+        size = channel.send(flap.RESET.encode())
+        self.counters["datagrams_out"] += 1
+        self._add_log(session_id, info.id, channel, "out", flap.RESET, size, "reset", "")
 
     # -- packets -----------------------------------------------------------------
 
@@ -147,7 +165,9 @@ class Gateway:
             return message  # logged once it has its session and id (`_accept_message`)
         self._log(link, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
         if step.answer is not None:
-            self._send(link, channel, step.answer, "answer")
+            self._send(
+                link, channel, step.answer, "reset" if step.answer == flap.RESET else "answer"
+            )
         return None
 
     async def _load_then_receive(
@@ -271,7 +291,15 @@ class Gateway:
         )
         batch.append(
             self._log_record(
-                link, channel, "in", packet, channel.size_in, "accepted", "", message_id
+                link.session_id,
+                link.info.id,
+                channel,
+                "in",
+                packet,
+                channel.size_in,
+                "accepted",
+                "",
+                message_id,
             )
         )
         self._publisher.submit(
@@ -310,8 +338,19 @@ class Gateway:
 
     @staticmethod
     def _check_codec(uplink: flap.Uplink) -> None:
+        """Refuses a codec upload whose bytes do not hash to the announced hash.
+
+        Only the hash: a codec that our rules cannot use (say, a keyword of a
+        newer firmware) is still acked and stored, or the device would repeat
+        its session start for ever; its data then waits undecoded.
+        """
         if isinstance(uplink, flap.UploadCodec):
-            codecs.verify_upload(uplink.codec_hash, uplink.cbor)
+            actual = codecs.codec_hash(uplink.cbor)
+            if actual != uplink.codec_hash:
+                raise CodecHashError(
+                    f"codec hash mismatch: announced {codecs.hash_hex(uplink.codec_hash)}, "
+                    f"content hashes to {codecs.hash_hex(actual)}"
+                )
 
     @staticmethod
     def _learn(info: DeviceInfo, uplink: flap.Uplink) -> None:
@@ -466,14 +505,41 @@ class Gateway:
         detail: str,
         message_id: uuid.UUID | None = None,
     ) -> None:
+        self._add_log(
+            link.session_id,
+            link.info.id,
+            channel,
+            direction,
+            packet,
+            size,
+            outcome,
+            detail,
+            message_id,
+        )
+
+    def _add_log(
+        self,
+        session_id: int | None,
+        device_id: uuid.UUID,
+        channel: Channel,
+        direction: str,
+        packet: flap.Packet | None,
+        size: int,
+        outcome: str,
+        detail: str,
+        message_id: uuid.UUID | None = None,
+    ) -> None:
         self.counters[f"{direction}:{outcome}"] += 1
         self._publisher.add(
-            self._log_record(link, channel, direction, packet, size, outcome, detail, message_id)
+            self._log_record(
+                session_id, device_id, channel, direction, packet, size, outcome, detail, message_id
+            )
         )
 
     @staticmethod
     def _log_record(
-        link: DeviceLink,
+        session_id: int | None,
+        device_id: uuid.UUID,
         channel: Channel,
         direction: str,
         packet: flap.Packet | None,
@@ -483,8 +549,8 @@ class Gateway:
         message_id: uuid.UUID | None,
     ) -> records.Record:
         return records.log_record(
-            session_id=link.session_id,
-            device_id=link.info.id,
+            session_id=session_id,
+            device_id=device_id,
             at=time.time(),
             direction=direction,
             envelope=channel.envelope,

@@ -49,7 +49,14 @@ class Broker(Protocol):
         ...
 
     async def publish(self, topic: str, body: bytes) -> None:
-        """Returns once the body is durably accepted; raises BrokerError otherwise."""
+        """Returns once the body is durably accepted; raises BrokerError otherwise.
+
+        A topic no queue is bound to is an error here: the body would be lost.
+        """
+        ...
+
+    async def announce(self, topic: str, body: bytes) -> None:
+        """Publishes an event that may have no subscriber yet (`message.stored`)."""
         ...
 
     async def consume(self, topic: str, queue: str, handler: Handler, prefetch: int) -> None:
@@ -116,6 +123,9 @@ class MemoryBroker:
             waits.append(delivery.done)
         if waits:
             await asyncio.gather(*waits)
+
+    async def announce(self, topic: str, body: bytes) -> None:
+        await self.publish(topic, body)
 
     async def consume(self, topic: str, queue: str, handler: Handler, prefetch: int) -> None:
         bound = self._queue(topic, queue)

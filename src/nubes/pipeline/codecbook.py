@@ -52,6 +52,20 @@ class CodecBook:
             self.remember(organization_id, codec_hash, codec)
         return codec
 
+    async def stored(self, keys: set[Key]) -> set[Key]:
+        """Which of `keys` the database holds now, whatever this book remembers."""
+        if not keys:
+            return set()
+        c = t.codecs
+        query = sa.select(c.c.organization_id, c.c.hash).where(
+            sa.tuple_(c.c.organization_id, c.c.hash).in_(sorted(keys))
+        )
+        async with self._engine.connect() as conn:
+            found = {(uuid.UUID(str(org)), str(hash_)) for org, hash_ in await conn.execute(query)}
+        for key in found:
+            self._misses.pop(key, None)
+        return found
+
     async def _load(self, key: Key) -> Codec | None:
         query = sa.select(t.codecs.c.cbor).where(
             t.codecs.c.organization_id == key[0], t.codecs.c.hash == key[1]

@@ -81,6 +81,12 @@ class RabbitBroker:
         return self._publish_channel, self._exchange
 
     async def publish(self, topic: str, body: bytes) -> None:
+        await self._publish(topic, body, mandatory=True)
+
+    async def announce(self, topic: str, body: bytes) -> None:
+        await self._publish(topic, body, mandatory=False)
+
+    async def _publish(self, topic: str, body: bytes, *, mandatory: bool) -> None:
         _, exchange = self._require()
         # A message id lets the client match a returned (unroutable) message to
         # its publish, so that the publish fails instead of silently succeeding.
@@ -89,7 +95,7 @@ class RabbitBroker:
             body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=str(self._sequence)
         )
         try:
-            await exchange.publish(message, routing_key=topic, mandatory=True)
+            await exchange.publish(message, routing_key=topic, mandatory=mandatory)
         except (aio_pika.exceptions.AMQPError, aiormq.exceptions.PublishError) as err:
             raise BrokerError(f"publish to {topic} not confirmed: {err}") from err
 

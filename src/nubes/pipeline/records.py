@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,13 +35,28 @@ FORMAT_VERSION = 1
 Record = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch as the worker reads it; `id` is None in batches of old gateways."""
+
+    id: uuid.UUID | None
+    records: list[Record]
+
+
 def encode_batch(records: Sequence[Record]) -> bytes:
+    """One broker message; its id lets the worker store it exactly once."""
     # `default=str` covers UUID types orjson does not know (asyncpg has its own).
-    return orjson.dumps({"v": FORMAT_VERSION, "records": list(records)}, default=str)
+    document = {"v": FORMAT_VERSION, "id": uuid.uuid4(), "records": list(records)}
+    return orjson.dumps(document, default=str)
 
 
 def decode_batch(body: bytes) -> list[Record]:
     """The records of a batch; ValueError for a body that is not one."""
+    return read_batch(body).records
+
+
+def read_batch(body: bytes) -> Batch:
+    """The id and records of a batch; ValueError for a body that is not one."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as err:
@@ -50,7 +66,11 @@ def decode_batch(body: bytes) -> list[Record]:
     records = document.get("records")
     if not isinstance(records, list):
         raise ValueError("batch without records")
-    return [record for record in records if isinstance(record, dict)]
+    try:
+        batch_id = None if document.get("id") is None else uuid.UUID(str(document["id"]))
+    except ValueError as err:
+        raise ValueError("batch with an invalid id") from err
+    return Batch(batch_id, [record for record in records if isinstance(record, dict)])
 
 
 def b64(raw: bytes) -> str:

@@ -18,6 +18,8 @@ import asyncio
 import logging
 import sys
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -28,13 +30,17 @@ from nubes.codec import codec_from_cbor, decode
 from nubes.errors import CodecError
 from nubes.pipeline.broker import MESSAGE_STORED, UPLINK, Broker
 from nubes.pipeline.codecbook import CodecBook
-from nubes.pipeline.records import Record, decode_batch, unb64
+from nubes.pipeline.records import Batch, Record, read_batch, unb64
+from nubes.services.downlinks import expire_downlinks
 from nubes.store import tables as t
 from nubes.store.ingest import DEVICE_ATTRIBUTES, Changes, Ingest, Row, utc
 
 log = logging.getLogger(__name__)
 
 STORE_QUEUE = "store"
+# How long a stored batch's id is kept: RabbitMQ redelivers unacked messages
+# within minutes (a worker's connection closing), never after a day.
+BATCH_MEMORY = timedelta(days=1)
 DATA_OFFSET = 9  # type byte + 8 hash bytes
 
 
@@ -48,7 +54,7 @@ class Worker:
         self._ingest = Ingest(engine)
         self._codecs = CodecBook(engine)
         self._redecodes: set[asyncio.Task[None]] = set()
-        self._waiting: list[tuple[list[Record], asyncio.Future[None]]] = []
+        self._waiting: list[tuple[Batch, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
@@ -62,6 +68,13 @@ class Worker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def tidy(self) -> None:
+        """Housekeeping: expire old downlinks, forget batch ids older than a day."""
+        expired = await expire_downlinks(self._engine)
+        if expired:
+            log.info("%d downlinks expired", expired)
+        await self._ingest.forget_batches(datetime.now(UTC) - BATCH_MEMORY)
+
     async def handle(self, body: bytes) -> None:
         """One broker message: returns (and is acked) once its batch is committed.
 
@@ -70,12 +83,12 @@ class Worker:
         about as much for ten device messages as for a thousand.
         """
         try:
-            records = decode_batch(body)
+            batch = read_batch(body)
         except ValueError as err:
             log.error("dropping a pipeline body that is not a batch: %s", err)
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((records, done))
+        self._waiting.append((batch, done))
         self._wake.set()
         await done
 
@@ -87,9 +100,9 @@ class Worker:
             if waiting:
                 await self._write_merged(waiting)
 
-    async def _write_merged(self, waiting: list[tuple[list[Record], asyncio.Future[None]]]) -> None:
+    async def _write_merged(self, waiting: list[tuple[Batch, asyncio.Future[None]]]) -> None:
         try:
-            await self.store([record for records, _ in waiting for record in records])
+            await self.store_batches([batch for batch, _ in waiting])
         except Exception:
             if len(waiting) == 1:
                 _settle(waiting, sys.exc_info()[1])
@@ -100,12 +113,22 @@ class Worker:
             return
         _settle(waiting, None)
 
-    async def store(self, records: list[Record]) -> None:
+    async def store_batches(self, batches: list[Batch]) -> None:
+        """Stores the batches not stored before (a redelivery is skipped whole)."""
+        ids = [batch.id for batch in batches if batch.id is not None]
+        seen = await self._ingest.seen_batches(ids)
+        if seen:
+            log.info("skipping %d batches stored before (redelivered)", len(seen))
+        fresh = [batch for batch in batches if batch.id is None or batch.id not in seen]
+        records = [record for batch in fresh for record in batch.records]
+        await self.store(records, [batch.id for batch in fresh if batch.id is not None])
+
+    async def store(self, records: list[Record], batch_ids: Sequence[uuid.UUID] = ()) -> None:
         """Decodes and writes records in one transaction, then announces new messages."""
         changes = Changes()
         for record in records:
             await self._add(changes, record)
-        stored = await self._ingest.apply(changes)
+        stored = await self._ingest.apply(changes, batch_ids)
         await self._announce([row for row in changes.messages if row["id"] in stored])
         for codec in changes.codecs:
             if codec["kind"] == "decoder":
@@ -138,7 +161,10 @@ class Worker:
             elif kind == "downlink":
                 changes.downlinks.append(_downlink_row(record))
             elif kind == "log":
-                changes.logs.append(_log_row(record))
+                row = _log_row(record)
+                changes.logs.append(row)
+                if row["direction"] == "in":  # polls count as being seen too
+                    _seen(changes, row["device_id"], row["at"])
             else:
                 log.warning("ignoring a pipeline record of unknown kind %r", kind)
         except (AttributeError, KeyError, OverflowError, TypeError, ValueError) as err:
@@ -148,7 +174,7 @@ class Worker:
         row = _message_row(record)
         device_id, organization_id = row["device_id"], row["organization_id"]
         if row["direction"] == "up":
-            changes.device_updates[device_id]["last_seen_at"] = row["created_at"]
+            _seen(changes, device_id, row["created_at"])
         kind = row["type"]
         if kind == "data" and row["direction"] == "up":
             await self._decode_into(row)
@@ -190,22 +216,31 @@ class Worker:
             row["decode_error"] = str(err)[:200]
 
     def _add_codec(self, changes: Changes, row: Row) -> None:
+        """Stores an uploaded codec; one our rules cannot use is kept, with why.
+
+        The device must not upload it again at every session start, and its
+        data waits undecoded (and decodes once Nubes learns the codec's rules).
+        """
         cbor = row["raw"][DATA_OFFSET:]
+        organization_id, codec_hash = row["organization_id"], row["codec_hash"]
+        note = None
         try:
             codec = codec_from_cbor(cbor)
+            kind, name, document = codec.kind, codec.name, codec.document
+            self._codecs.remember(organization_id, codec_hash, codec)
         except CodecError as err:
-            log.warning("device %s uploaded an invalid codec: %s", row["device_id"], err)
-            return
-        organization_id, codec_hash = row["organization_id"], row["codec_hash"]
-        self._codecs.remember(organization_id, codec_hash, codec)
+            log.warning("device %s uploaded a codec Nubes cannot use: %s", row["device_id"], err)
+            kind, name, note = row["type"], f"(unusable {row['type']} {codec_hash})", str(err)
+            document = None
         changes.codecs.append(
             {
                 "id": uuid.uuid4(),
                 "organization_id": organization_id,
                 "hash": codec_hash,
-                "kind": codec.kind,
-                "name": _fit(t.codecs.c.name, codec.name),
-                "document": codec.document,
+                "kind": kind,
+                "name": _fit(t.codecs.c.name, name),
+                "note": note,
+                "document": document,
                 "cbor": cbor,
                 "source": "device",
                 "created_at": row["created_at"],
@@ -217,7 +252,12 @@ class Worker:
     async def _announce(self, rows: list[Row]) -> None:
         if rows:
             body = orjson.dumps({"v": 1, "messages": [stored_event(row) for row in rows]})
-            await self._broker.publish(MESSAGE_STORED, body)
+            try:
+                await self._broker.announce(MESSAGE_STORED, body)
+            except Exception:
+                # The batch is committed: failing now would only make the
+                # broker deliver it again. The event is what is lost.
+                log.exception("message.stored not announced for %d messages", len(rows))
 
     def _start_redecode(self, organization_id: uuid.UUID, codec_hash: str) -> None:
         task = asyncio.create_task(
@@ -255,9 +295,7 @@ class Worker:
             log.info("decoded %d waiting messages with codec %s", total, codec_hash)
 
 
-def _settle(
-    waiting: list[tuple[list[Record], asyncio.Future[None]]], error: BaseException | None
-) -> None:
+def _settle(waiting: list[tuple[Batch, asyncio.Future[None]]], error: BaseException | None) -> None:
     for _, done in waiting:
         if done.done():
             continue
@@ -314,13 +352,22 @@ def _add_session(changes: Changes, record: Record) -> None:
             "attributes": attributes,
         }
     )
+    changes.ended_sessions.append({"device_id": device_id, "id": int(record["id"]), "at": at})
+    _seen(changes, device_id, at)
     update = changes.device_updates[device_id]
-    update |= {"session_id": int(record["id"]), "last_seen_at": at}
+    update["session_id"] = int(record["id"])
     if attributes:
         update["attributes"] = attributes
         for name in DEVICE_ATTRIBUTES:
             value = attributes.get(name)
             update[name] = None if value is None else _fit(t.devices.c[name], str(value))
+
+
+def _seen(changes: Changes, device_id: uuid.UUID, at: datetime) -> None:
+    update = changes.device_updates[device_id]
+    last = update.get("last_seen_at")
+    if last is None or at > last:
+        update["last_seen_at"] = at
 
 
 def _downlink_row(record: Record) -> Row:

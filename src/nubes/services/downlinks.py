@@ -143,9 +143,14 @@ async def expire_downlinks(engine: AsyncEngine) -> int:
     d = t.downlinks
     now = datetime.now(UTC)
     async with engine.begin() as conn:
-        result = await conn.execute(
-            sa.update(d)
-            .where(d.c.state.in_(("pending", "sent")), d.c.expires_at <= now)
-            .values(state="expired", updated_at=now)
-        )
-    return int(result.rowcount or 0)
+        expired = (
+            await conn.execute(
+                sa.update(d)
+                .where(d.c.state.in_(("pending", "sent")), d.c.expires_at <= now)
+                .values(state="expired", updated_at=now)
+                .returning(d.c.device_id)
+            )
+        ).all()
+        for device_id in sorted({row[0] for row in expired}):
+            await touch_device(conn, device_id)  # gateways stop offering them
+    return len(expired)

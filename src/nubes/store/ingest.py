@@ -62,6 +62,8 @@ class Changes:
     device_updates: dict[uuid.UUID, Row] = field(default_factory=lambda: defaultdict(dict))
     downlinks: list[Row] = field(default_factory=list)
     shell_replies: list[Row] = field(default_factory=list)
+    # A new session of a device ends its earlier ones: {device_id, id, at}.
+    ended_sessions: list[Row] = field(default_factory=list)
     logs: list[Row] = field(default_factory=list)
 
 
@@ -72,9 +74,38 @@ class Ingest:
         self._engine = engine
         self._dialect = engine.dialect.name
 
-    async def apply(self, changes: Changes) -> set[uuid.UUID]:
+    async def seen_batches(self, batch_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these pipeline batches are stored already."""
+        if not batch_ids:
+            return set()
+        table = t.pipeline_batches
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(sa.select(table.c.id).where(table.c.id.in_(batch_ids)))
+            return {uuid.UUID(str(row[0])) for row in rows}
+
+    async def forget_batches(self, before: datetime) -> int:
+        """Deletes the memory of batches stored before `before` (redeliveries are long over)."""
+        table = t.pipeline_batches
         async with self._engine.begin() as conn:
+            result = await conn.execute(sa.delete(table).where(table.c.stored_at < before))
+        return int(result.rowcount or 0)
+
+    async def apply(self, changes: Changes, batch_ids: Sequence[uuid.UUID] = ()) -> set[uuid.UUID]:
+        """Writes everything in one transaction, with the ids of the batches it came from.
+
+        A batch id stored meanwhile by another worker makes the insert fail and
+        the whole transaction roll back; the broker then redelivers, and the
+        batch is found in `seen_batches`.
+        """
+        async with self._engine.begin() as conn:
+            if batch_ids:
+                now = datetime.now(UTC)
+                await conn.execute(
+                    sa.insert(t.pipeline_batches),
+                    [{"id": batch_id, "stored_at": now} for batch_id in batch_ids],
+                )
             await self._sessions(conn, changes.sessions)
+            await self._end_sessions(conn, changes.ended_sessions)
             stored = await self._messages(conn, changes.messages)
             await self._codecs(conn, changes.codecs)
             await self._downlinks(conn, changes.downlinks)
@@ -104,6 +135,23 @@ class Ingest:
             index_elements=["id"], set_={name: stmt.excluded[name] for name in keep}
         )
         await conn.execute(stmt, list(rows))
+
+    async def _end_sessions(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        table = t.sessions
+        stmt = (
+            sa.update(table)
+            .where(
+                table.c.device_id == sa.bindparam("b_device"),
+                table.c.id != sa.bindparam("b_id"),
+                table.c.ended_at.is_(None),
+                table.c.started_at <= sa.bindparam("b_at"),
+            )
+            .values(ended_at=sa.bindparam("b_at"), end_reason="new session")
+        )
+        params = [{"b_device": r["device_id"], "b_id": r["id"], "b_at": r["at"]} for r in rows]
+        await conn.execute(stmt, sorted(params, key=lambda p: (str(p["b_device"]), p["b_at"])))
 
     async def _messages(self, conn: AsyncConnection, rows: Sequence[Row]) -> set[uuid.UUID]:
         if not rows:

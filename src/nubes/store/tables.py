@@ -249,3 +249,11 @@ downlinks = sa.Table(
     sa.Column("reply_message_id", sa.Uuid(), nullable=True),
     sa.Index(None, "device_id", "state", "created_at"),
 )
+
+# A batch of the pipeline, once stored: a redelivered batch is skipped whole.
+pipeline_batches = sa.Table(
+    "pipeline_batches",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("stored_at", UTCDateTime(), nullable=False, index=True),
+)

@@ -181,3 +181,23 @@ def _offline_gateway() -> Gateway:
         idle_seconds=60,
         max_links=10,
     )
+
+
+async def test_a_forged_datagram_does_not_disturb_the_device(cloud: Runtime) -> None:
+    key = await known_device(cloud)
+    device = await UdpClient.open(cloud.ports["base64"])
+    attacker = await UdpClient.open(cloud.ports["raw"])
+    try:
+        first = await device.exchange(base64.b64encode(flap.seal(key, SERIAL, data_packet(0))))
+        assert first is not None
+        assert base64.b64decode(first)[12:14] == bytes.fromhex("2001")
+        forged = bytearray(flap.seal(bytes(16), SERIAL, data_packet(2)))
+        reset = await attacker.exchange(bytes(forged))
+        assert reset is not None
+        assert reset[12:14] == b"\x00\x00"
+        second = await device.exchange(base64.b64encode(flap.seal(key, SERIAL, data_packet(2))))
+        assert second is not None
+        assert base64.b64decode(second)[12:14] == bytes.fromhex("2003")
+    finally:
+        device.close()
+        attacker.close()
