@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import uuid
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvloop
+from sqlalchemy.engine import make_url
 
 from nubes import __version__
 from nubes.config import Settings
@@ -43,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "command"):
-        parser.print_help()
+        getattr(args, "group_parser", parser).print_help()
         return 2
     try:
         settings = Settings()
@@ -60,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = uvloop.run(args.command(args, settings))
         return code
+    except BrokenPipeError:  # e.g. `nubes messages ... | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python quiet at exit
+        return 0
     except NubesError as err:
         print(f"nubes: {err}", file=sys.stderr)
         return 1
@@ -98,6 +103,9 @@ async def _run(settings: Settings, *, gateway: bool, worker: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await runtime.start(gateway=gateway, worker=worker)
+        log.info(
+            "database: %s", make_url(settings.database_url).render_as_string(hide_password=True)
+        )
         log.info("nubes %s running (gateway=%s, worker=%s)", __version__, gateway, worker)
         await stop.wait()
         log.info("stopping")
@@ -178,12 +186,14 @@ async def cmd_downlink(args: argparse.Namespace, settings: Settings) -> int:
     engine, days = database.engine, settings.downlink_expiry_days
     try:
         if args.kind == "list":
-            rows = await downlinks.list_downlinks(engine, devices.parse_serial(args.serial))
+            rows = await downlinks.list_downlinks(
+                engine, devices.parse_serial(args.serial), limit=args.limit
+            )
             _emit(args, rows, ("id", "kind", "state", "attempts", "created_at", "request"))
             return 0
         if args.kind == "cancel":
             cancelled = await downlinks.cancel_downlink(engine, uuid.UUID(args.id))
-            print("cancelled" if cancelled else "not pending: nothing cancelled")
+            print("cancelled" if cancelled else "already delivered, cancelled or expired")
             return 0 if cancelled else 1
         serial = devices.parse_serial(args.serial)
         if args.kind == "config":
@@ -240,7 +250,11 @@ async def cmd_sessions(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
     database = await _database(settings)
     try:
-        rows = await queries.session_log(database.engine, args.session, limit=args.limit)
+        if args.session is not None:
+            rows = await queries.session_log(database.engine, args.session, limit=args.limit)
+        else:
+            serial = devices.parse_serial(args.serial)
+            rows = await queries.device_log(database.engine, serial, limit=args.limit)
     finally:
         await database.dispose()
     _emit(args, rows, ("at", "direction", "flag_text", "seq", "size", "outcome", "detail"))
@@ -309,7 +323,9 @@ def _simple(sub: Any, name: str, command: Command, help_text: str) -> argparse.A
 
 
 def _device_parser(sub: Any) -> None:
-    device = sub.add_parser("device", help="manage devices").add_subparsers(metavar="ACTION")
+    group = sub.add_parser("device", help="manage devices")
+    group.set_defaults(group_parser=group)
+    device = group.add_subparsers(metavar="ACTION")
     add = _simple(device, "add", cmd_device_add, "add a device")
     add.add_argument("--serial", required=True, help="serial number (HSN, uint32)")
     add.add_argument("--claim-token", required=True, help="32 hex characters (the MAC key)")
@@ -326,7 +342,9 @@ def _device_parser(sub: Any) -> None:
 
 
 def _downlink_parser(sub: Any) -> None:
-    downlink = sub.add_parser("downlink", help="queue downlinks").add_subparsers(metavar="KIND")
+    group = sub.add_parser("downlink", help="queue, list and cancel downlinks")
+    group.set_defaults(group_parser=group)
+    downlink = group.add_subparsers(metavar="KIND")
     config = _simple(downlink, "config", cmd_downlink, "queue config lines")
     config.add_argument("--serial", required=True)
     config.add_argument("lines", nargs="+", metavar="LINE")
@@ -336,9 +354,10 @@ def _downlink_parser(sub: Any) -> None:
     data = _simple(downlink, "data", cmd_downlink, "queue data for the device's encoder")
     data.add_argument("--serial", required=True)
     data.add_argument("data", metavar="JSON")
-    listing = _simple(downlink, "list", cmd_downlink, "list a device's downlinks")
+    listing = _simple(downlink, "list", cmd_downlink, "list a device's downlinks, newest first")
     listing.add_argument("--serial", required=True)
-    cancel = _simple(downlink, "cancel", cmd_downlink, "cancel a pending downlink")
+    listing.add_argument("--limit", type=int, default=50)
+    cancel = _simple(downlink, "cancel", cmd_downlink, "cancel a downlink not yet delivered")
     cancel.add_argument("--id", required=True)
     for name, parser in (
         ("config", config),
@@ -361,8 +380,10 @@ def _reading_parsers(sub: Any) -> None:
     sessions.add_argument("--serial", required=True)
     sessions.add_argument("--limit", type=int, default=20)
     sessions.add_argument("--json", action="store_true")
-    packets = _simple(sub, "log", cmd_log, "a session's communication log")
-    packets.add_argument("--session", required=True, type=int)
+    packets = _simple(sub, "log", cmd_log, "the communication log of a session or a device")
+    which = packets.add_mutually_exclusive_group(required=True)
+    which.add_argument("--session", type=int, help="a session id (see `nubes sessions`)")
+    which.add_argument("--serial", help="a device: its latest datagrams, in any session")
     packets.add_argument("--limit", type=int, default=1000)
     packets.add_argument("--json", action="store_true")
 

@@ -52,6 +52,19 @@ class Settings(BaseSettings):
     # Downlinks not delivered within this many days expire.
     downlink_expiry_days: int = Field(default=30, ge=1)
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """Accepts the usual URL forms and names the async driver Nubes uses."""
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite:///", "sqlite+aiosqlite:///"),
+        ):
+            if value.startswith(plain):
+                return driver + value[len(plain) :]
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -83,6 +83,10 @@ def test_serve_sim_and_cli_on_both_ports(nubes_factory: Any, tmp_path: Path) -> 
     assert packets[0]["flag_text"] == "[FLxx]"
     assert {p["outcome"] for p in packets} >= {"accepted", "ack"}
 
+    device_log = nubes.json_lines("log", "--serial", "300000010", "--limit", "5")
+    assert len(device_log) == 5
+    assert device_log[-1]["at"] >= device_log[0]["at"]
+
     listed = nubes.json_lines("device", "list")
     assert [d["serial"] for d in listed] == [300000001, 300000010, 300000011, 300000012]
     shown = nubes.run("device", "show", "--serial", "300000001")

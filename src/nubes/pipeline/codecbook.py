@@ -31,6 +31,9 @@ class CodecBook:
         self._size = size
         self._codecs: dict[Key, Codec] = {}
         self._misses: dict[Key, float] = {}
+        # Stored codecs our rules cannot use: their bytes never change (the
+        # hash names them), so asking again before a restart is wasted.
+        self._unusable: set[Key] = set()
 
     def remember(self, organization_id: uuid.UUID, codec_hash: str, codec: Codec) -> None:
         if len(self._codecs) >= self._size:
@@ -43,7 +46,7 @@ class CodecBook:
         codec = self._codecs.get(key)
         if codec is not None:
             return codec
-        if self._misses.get(key, 0.0) > time.monotonic():
+        if key in self._unusable or self._misses.get(key, 0.0) > time.monotonic():
             return None
         codec = await self._load(key)
         if codec is None:
@@ -53,7 +56,11 @@ class CodecBook:
         return codec
 
     async def stored(self, keys: set[Key]) -> set[Key]:
-        """Which of `keys` the database holds now, whatever this book remembers."""
+        """Which of `keys` the database holds now, whatever this book remembers.
+
+        Codecs known to be unusable are left out: nothing waits for them.
+        """
+        keys = keys - self._unusable
         if not keys:
             return set()
         c = t.codecs
@@ -77,4 +84,5 @@ class CodecBook:
         try:
             return codec_from_cbor(cbor)
         except CodecError:
+            self._unusable.add(key)
             return None

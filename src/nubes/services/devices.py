@@ -40,6 +40,8 @@ def parse_hex_secret(value: str, *, name: str, sizes: range) -> bytes:
         raise ValueError(f"{name} must be hexadecimal")
     secret = bytes.fromhex(text)
     if len(secret) not in sizes:
+        if len(sizes) == 1:
+            raise ValueError(f"{name} must be {sizes.start} bytes ({2 * sizes.start} hex digits)")
         raise ValueError(f"{name} must be {sizes.start} to {sizes.stop - 1} bytes")
     return secret
 

@@ -77,6 +77,25 @@ async def session_log(
         .order_by(log.c.at, log.c.id)
         .limit(limit)
     )
+    return await _log_rows(engine, query)
+
+
+async def device_log(engine: AsyncEngine, serial: int, limit: int = 1000) -> list[dict[str, Any]]:
+    """A device's latest datagrams, sessions or not (e.g. bad MACs before any session)."""
+    device = await get_device(engine, serial)
+    log = t.session_log
+    latest = (
+        sa.select(log)
+        .where(log.c.device_id == device["id"])
+        .order_by(log.c.at.desc(), log.c.id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    query = sa.select(latest).order_by(latest.c.at, latest.c.id)
+    return await _log_rows(engine, query)
+
+
+async def _log_rows(engine: AsyncEngine, query: sa.Select[Any]) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [_jsonable(dict(row)) | {"flag_text": flag_text(row["flags"])} for row in rows]

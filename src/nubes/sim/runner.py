@@ -44,8 +44,9 @@ def _codec_text(path: str | None, default: str) -> str:
 async def run_simulation(args: argparse.Namespace, settings: Settings) -> int:
     token = bytes.fromhex(args.claim_token) if args.claim_token else None
     serials = [args.serial + index for index in range(args.devices)]
-    if args.add:
-        await _add_devices(settings, serials, token, args.group)
+    if args.add and await _add_devices(settings, serials, token, args.group):
+        # A running server learns of new devices within its refresh interval.
+        await asyncio.sleep(settings.device_refresh_seconds + 0.2)
     port = args.port or (settings.flap_raw_port if args.raw else settings.flap_base64_port)
     loop = asyncio.get_running_loop()
     transport, sock = await loop.create_datagram_endpoint(
@@ -97,8 +98,10 @@ async def _start_later(
 
 async def _add_devices(
     settings: Settings, serials: list[int], token: bytes | None, group: str
-) -> None:
+) -> int:
+    """Adds the devices that are missing; returns how many were added."""
     database = Database(settings.database_url)
+    added = 0
     try:
         if database.is_sqlite:
             await database.migrate()
@@ -110,8 +113,10 @@ async def _add_devices(
                     claim_token=token or claim_token_for(serial),
                     group=group,
                 )
+                added += 1
     finally:
         await database.dispose()
+    return added
 
 
 def _human(summary: dict[str, object]) -> str:

@@ -29,7 +29,7 @@ def test_serial_and_secret_parsing() -> None:
     assert devices.parse_hex_secret(token, name="claim token", sizes=range(16, 17)).hex() == token
     with pytest.raises(ValueError, match="hexadecimal"):
         devices.parse_hex_secret("zz" * 16, name="claim token", sizes=range(16, 17))
-    with pytest.raises(ValueError, match="16 to 16 bytes"):
+    with pytest.raises(ValueError, match="must be 16 bytes"):
         devices.parse_hex_secret("ab" * 15, name="claim token", sizes=range(16, 17))
 
 
