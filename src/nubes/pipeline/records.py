@@ -78,7 +78,7 @@ def b64(raw: bytes) -> str:
 
 
 def unb64(text: str) -> bytes:
-    return base64.b64decode(text)
+    return base64.b64decode(text, validate=True)
 
 
 def session_record(

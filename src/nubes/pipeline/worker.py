@@ -209,7 +209,7 @@ class Worker:
             row["decode_state"] = "undecoded"
             return
         try:
-            row["body"] = decode(codec, row["raw"][DATA_OFFSET:])
+            row["body"] = without_nul(decode(codec, row["raw"][DATA_OFFSET:]))
             row["decode_state"] = "decoded"
         except CodecError as err:
             row["decode_state"] = "failed"
@@ -226,7 +226,7 @@ class Worker:
         note = None
         try:
             codec = codec_from_cbor(cbor)
-            kind, name, document = codec.kind, codec.name, codec.document
+            kind, name, document = codec.kind, codec.name, without_nul(codec.document)
             self._codecs.remember(organization_id, codec_hash, codec)
         except CodecError as err:
             log.warning("device %s uploaded a codec Nubes cannot use: %s", row["device_id"], err)
@@ -238,7 +238,7 @@ class Worker:
                 "organization_id": organization_id,
                 "hash": codec_hash,
                 "kind": kind,
-                "name": _fit(t.codecs.c.name, name),
+                "name": _fit(t.codecs.c.name, without_nul(name)),
                 "note": note,
                 "document": document,
                 "cbor": cbor,
@@ -307,7 +307,7 @@ def _settle(waiting: list[tuple[Batch, asyncio.Future[None]]], error: BaseExcept
 
 def _decoded_values(codec: Any, raw: bytes) -> Row:
     try:
-        return {"body": decode(codec, raw[DATA_OFFSET:]), "decode_state": "decoded"}
+        return {"body": without_nul(decode(codec, raw[DATA_OFFSET:])), "decode_state": "decoded"}
     except CodecError as err:
         return {"decode_state": "failed", "decode_error": str(err)[:200]}
 
@@ -324,7 +324,7 @@ def _message_row(record: Record) -> Row:
         "session_id": record.get("session_id"),
         "type": record["type"],
         "direction": record["direction"],
-        "body": record.get("body"),
+        "body": without_nul(record.get("body")),
         "raw": unb64(record["raw"]),
         "codec_hash": record.get("codec_hash"),
         "decode_state": None,
@@ -336,7 +336,7 @@ def _message_row(record: Record) -> Row:
 def _add_session(changes: Changes, record: Record) -> None:
     device_id = uuid.UUID(record["device_id"])
     at = utc(record["at"])
-    attributes = record.get("attributes") or {}
+    attributes = without_nul(record.get("attributes") or {})
     if not isinstance(attributes, dict):
         raise TypeError(f"session attributes are {type(attributes).__name__}, not an object")
     changes.sessions.append(
@@ -379,6 +379,21 @@ def _downlink_row(record: Record) -> Row:
     }
 
 
+def without_nul(value: Any) -> Any:
+    """The value with U+0000 replaced in every string (PostgreSQL refuses it).
+
+    Devices may send any text; a NUL in it would make PostgreSQL refuse the
+    whole batch on every delivery.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
+
+
 def _fit(column: sa.Column[Any], text: str | None) -> str | None:
     """Cuts text (often the device's) to its column: PostgreSQL refuses longer."""
     length = getattr(column.type, "length", None)
@@ -398,7 +413,7 @@ def _log_row(record: Record) -> Row:
         "seq": record.get("seq"),
         "size": int(record["size"]),
         "outcome": record["outcome"],
-        "detail": _fit(t.session_log.c.detail, record.get("detail")),
+        "detail": _fit(t.session_log.c.detail, without_nul(record.get("detail"))),
         "message_id": None if message_id is None else uuid.UUID(message_id),
     }
 

@@ -129,6 +129,7 @@ ROWS: list[tuple[sa.Table, dict[str, Any]]] = [
             "expires_at": NOW + timedelta(days=30),
         },
     ),
+    (t.pipeline_batches, {"id": uuid.uuid4(), "stored_at": NOW}),
 ]
 
 
