@@ -9,7 +9,8 @@ sends (session attributes, codec names, the text of an error about its own
 upload): a value too long for its column must not make the database refuse
 the whole batch, which the broker would then deliver again forever.
 
-The batch builders repeat, in short, those of tests/unit/pipeline/test_worker.py.
+Batches are built by the builders of tests/worker_kit.py, over a DTLS link
+from an IPv6 peer with the largest session id a device can be told.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import cbor2
@@ -31,145 +29,57 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from helpers import eventually
 from nubes import flap
-from nubes.codec import codec_from_cbor, codec_from_yaml, codec_hash, decode, hash_hex, to_json
+from nubes.codec import codec_from_cbor, codec_hash, decode, hash_hex
 from nubes.errors import CodecError
-from nubes.gateway.translate import translate
 from nubes.pipeline.broker import MESSAGE_STORED, UPLINK, MemoryBroker
-from nubes.pipeline.records import (
-    Record,
-    decode_batch,
-    downlink_record,
-    encode_batch,
-    log_record,
-    message_record,
-    session_record,
-)
+from nubes.pipeline.records import Record, decode_batch, downlink_record, encode_batch
 from nubes.pipeline.worker import Worker
-from nubes.services import devices, downlinks
+from nubes.services import downlinks
 from nubes.sim import messages as m
-from nubes.sim.runner import claim_token_for
 from nubes.store import tables as t
 from nubes.store.database import Database
 from nubes.store.ingest import Changes, Ingest
+from worker_kit import (
+    AT,
+    DEMO,
+    DEMO_DECODER,
+    DEMO_HASH,
+    DEMO_UPLOAD,
+    Device,
+    Link,
+    add_device,
+    device_row,
+    expected_body,
+    ids,
+    message,
+    message_ids,
+    select,
+    when,
+)
 
 pytestmark = pytest.mark.integration
 
-AT = 1_750_000_000.0
 SESSION_ID = 0xFFFFFFFF  # the largest session id a device can be told
 REMOTE = ("2001:db8::7", 5684)
 UNKNOWN_HASH = 0xFEDCBA9876543210
-
-DEMO_DECODER = resources.files("nubes.sim").joinpath("codecs", "demo.decoder.yaml").read_text()
-DEMO = codec_from_yaml(DEMO_DECODER)
-DEMO_HASH, DEMO_UPLOAD = m.upload_codec("decoder", DEMO_DECODER)
 ATTRIBUTES = {1: "HARDWARIO", 2: "CHESTER-M", 7: "v3.1.0", 10: 351358810001001, 17: "8942031019"}
 
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    group_id: uuid.UUID | None
-    serial: int
-
-
-def uplink(device: Device, raw: bytes, *, at: float = AT, session_id: int | None = None) -> Record:
-    translation = translate(flap.parse_uplink(raw))
-    return message_record(
-        message_id=uuid.uuid4(),
-        at=at,
-        device=device,
-        session_id=session_id,
-        type_name=translation.type_name,
-        direction="up",
-        raw=raw,
-        body=translation.body,
-        codec_hash=translation.codec_hash,
-    )
-
-
-def data(device: Device, sequence: int, decoder_hash: int = DEMO_HASH, **kw: Any) -> Record:
-    frame = {0: {2: sequence}, 4: {6: 3641}, 27: {28: 2243}}
-    return uplink(device, m.upload_data(decoder_hash, frame), **kw)
-
-
-def body(sequence: int) -> dict[str, Any]:
-    return {
-        "message": {"sequence": sequence},
-        "system": {"voltage_rest": 3.64},
-        "thermometer": {"temperature": 22.43},
-    }
-
-
-def session_start(
-    device: Device, attributes: dict[int, Any], *, session_id: int = SESSION_ID
-) -> Record:
-    create = flap.parse_uplink(m.create_session(attributes))
-    assert isinstance(create, flap.CreateSession)
-    named = to_json(create.named())
-    assert isinstance(named, dict)
-    return session_record(
-        session_id=session_id,
-        device_id=device.id,
-        organization_id=device.organization_id,
-        envelope="dtls",
-        remote=REMOTE,
-        at=AT,
-        attributes=named,
-    )
-
-
-def packet_log(
-    device: Device, direction: str, size: int, *, session_id: int = SESSION_ID, detail: str = ""
-) -> Record:
-    return log_record(
-        session_id=session_id,
-        device_id=device.id,
-        at=AT,
-        direction=direction,
-        envelope="dtls",
-        remote=REMOTE,
-        flags=0xF0,
-        seq=3,
-        size=size,
-        outcome="invalid" if detail else "accepted",
-        detail=detail,
-    )
-
-
-def ids(records: list[Record]) -> list[str]:
-    return [str(record["id"]) for record in records if record["kind"] == "message"]
-
-
-def when(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-async def select(engine: AsyncEngine, query: sa.Select[Any]) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        return [dict(row) for row in (await conn.execute(query)).mappings()]
-
-
-async def message(engine: AsyncEngine, record: Record) -> dict[str, Any]:
-    rows = await select(engine, sa.select(t.messages).where(t.messages.c.id == record["id"]))
-    assert len(rows) == 1, f"message {record['id']} stored {len(rows)} times"
-    return rows[0]
-
-
-async def message_ids(engine: AsyncEngine) -> list[str]:
-    return sorted(str(row["id"]) for row in await select(engine, sa.select(t.messages.c.id)))
-
-
-async def device_row(engine: AsyncEngine, device: Device) -> dict[str, Any]:
-    (row,) = await select(engine, sa.select(t.devices).where(t.devices.c.id == device.id))
-    return row
-
-
-async def add_device(engine: AsyncEngine, serial: int, organization: str = "default") -> Device:
-    row = await devices.add_device(
-        engine, serial=serial, claim_token=claim_token_for(serial), organization=organization
-    )
-    return Device(row["id"], row["organization_id"], row["group_id"], serial)
+# uplinks carry no session unless told; packets are logged with sequence number 3
+LINK = Link(
+    SESSION_ID,
+    envelope="dtls",
+    remote=REMOTE,
+    flags=0xF0,
+    attributes=ATTRIBUTES,
+    seq=3,
+    uplinks_in_session=False,
+)
+uplink, data, session_start, packet_log = (
+    LINK.uplink,
+    LINK.data,
+    LINK.session_start,
+    LINK.packet_log,
+)
 
 
 @pytest.fixture
@@ -227,12 +137,12 @@ async def test_data_is_decoded_now_or_when_its_decoder_arrives(
     later = data(device, 4)
     await worker.handle(encode_batch([uplink(device, DEMO_UPLOAD), later]))
 
-    assert (await message(engine, later))["body"] == body(4)
+    assert (await message(engine, later))["body"] == expected_body(4)
 
     async def bodies() -> list[Any]:
         return [(await message(engine, record))["body"] for record in waiting]
 
-    assert await eventually(bodies, lambda found: found == [body(1), body(2)])
+    assert await eventually(bodies, lambda found: found == [expected_body(1), expected_body(2)])
     row = await message(engine, waiting[0])
     assert (row["decode_state"], row["decode_error"]) == ("decoded", None)
     assert (row["device_id"], row["organization_id"]) == (device.id, device.organization_id)
@@ -480,7 +390,7 @@ async def test_a_long_codec_name_does_not_refuse_the_batch(
     codec_hash, upload = m.upload_codec("decoder", yaml_text)
     record = data(device, 1, codec_hash)
     await asyncio.wait_for(worker.handle(encode_batch([uplink(device, upload), record])), 5)
-    assert (await message(engine, record))["body"] == body(1)
+    assert (await message(engine, record))["body"] == expected_body(1)
     (codec,) = await select(engine, sa.select(t.codecs))
     assert codec["name"] == "n" * 200
     assert codec["document"]["name"] == "n" * 300
@@ -525,7 +435,7 @@ async def test_data_is_decoded_when_another_worker_stored_its_decoder(
     finally:
         await first.close()
         await second.close()
-    assert (row["decode_state"], row["body"]) == ("decoded", body(2))
+    assert (row["decode_state"], row["body"]) == ("decoded", expected_body(2))
 
 
 async def test_a_nul_character_in_device_text_does_not_refuse_the_batch(

@@ -1,8 +1,7 @@
 """The pipeline worker on SQLite with the in-process broker: what each record stores.
 
-Batches are built as the gateway builds them: device-side messages from
-`nubes.sim.messages`, translated by the gateway's own `translate`, wrapped
-by the builders of `nubes.pipeline.records`. The worker runs as in `nubes
+Batches are built as the gateway builds them, by the builders of
+tests/worker_kit.py over a base64 link. The worker runs as in `nubes
 serve` (its writer started, consuming `uplink` from a `MemoryBroker`), and
 every `message.stored` event it publishes is collected, so a test can say
 exactly which messages were announced. PostgreSQL runs the checks that
@@ -16,8 +15,6 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,19 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from helpers import eventually
 from nubes import flap
 from nubes.bootstrap import Runtime, build_adapters
-from nubes.codec import codec_from_yaml, codec_hash, decode, hash_hex, to_json, yaml_to_cbor
+from nubes.codec import codec_from_yaml, codec_hash, decode, hash_hex, yaml_to_cbor
 from nubes.config import Settings
 from nubes.errors import CodecError
-from nubes.gateway.translate import translate
 from nubes.pipeline.broker import MESSAGE_STORED, UPLINK, MemoryBroker
 from nubes.pipeline.records import (
     Record,
     decode_batch,
     downlink_record,
     encode_batch,
-    log_record,
     message_record,
-    session_record,
     unb64,
 )
 from nubes.pipeline.worker import Worker
@@ -56,16 +50,30 @@ from nubes.sim.runner import claim_token_for
 from nubes.store import tables as t
 from nubes.store.database import Database
 from nubes.store.ingest import Changes, Ingest
+from worker_kit import (
+    AT,
+    DEMO,
+    DEMO_DECODER,
+    DEMO_HASH,
+    DEMO_UPLOAD,
+    Device,
+    Link,
+    add_device,
+    device_row,
+    expected_body,
+    frame,
+    ids,
+    message,
+    message_ids,
+    select,
+    when,
+)
 
-AT = 1_750_000_000.0  # a fixed instant (2025-06-15), so stored times compare exactly
 SESSION_ID = 4242
 REMOTE = ("192.0.2.10", 5684)
 UNKNOWN_HASH = 0x0123456789ABCDEF
 
-DEMO_DECODER = resources.files("nubes.sim").joinpath("codecs", "demo.decoder.yaml").read_text()
 DEMO_ENCODER = resources.files("nubes.sim").joinpath("codecs", "demo.encoder.yaml").read_text()
-DEMO = codec_from_yaml(DEMO_DECODER)
-DEMO_HASH, DEMO_UPLOAD = m.upload_codec("decoder", DEMO_DECODER)
 ENCODER_HASH, ENCODER_UPLOAD = m.upload_codec("encoder", DEMO_ENCODER)
 CATALOG = Path(__file__).resolve().parents[3].parent / "shared" / "codecs"
 CATALOG_DECODERS = sorted(path.name for path in CATALOG.glob("*.decoder.yaml"))
@@ -86,102 +94,15 @@ ATTRIBUTES = {
     17: "89420310190000001001",
 }
 
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    """What the record builders need of a device (as the gateway's `DeviceInfo`)."""
-
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    group_id: uuid.UUID | None
-    serial: int
-
-
 # -- batches as the gateway builds them ------------------------------------------------
 
-
-def uplink(
-    device: Device, raw: bytes, *, at: float = AT, session_id: int | None = SESSION_ID
-) -> Record:
-    """The message record of a reassembled uplink, translated by the gateway's code."""
-    translation = translate(flap.parse_uplink(raw))
-    return message_record(
-        message_id=uuid.uuid4(),
-        at=at,
-        device=device,
-        session_id=session_id,
-        type_name=translation.type_name,
-        direction="up",
-        raw=raw,
-        body=translation.body,
-        codec_hash=translation.codec_hash,
-    )
-
-
-def session_start(
-    device: Device,
-    attributes: dict[int, Any] | None = None,
-    *,
-    session_id: int = SESSION_ID,
-    at: float = AT,
-) -> Record:
-    create = flap.parse_uplink(m.create_session(ATTRIBUTES if attributes is None else attributes))
-    assert isinstance(create, flap.CreateSession)
-    named = to_json(create.named())
-    assert isinstance(named, dict)
-    return session_record(
-        session_id=session_id,
-        device_id=device.id,
-        organization_id=device.organization_id,
-        envelope="base64",
-        remote=REMOTE,
-        at=at,
-        attributes=named,
-    )
-
-
-def packet_log(
-    device: Device,
-    direction: str,
-    size: int,
-    *,
-    at: float = AT,
-    seq: int = 0,
-    message_id: uuid.UUID | None = None,
-    detail: str = "",
-    outcome: str = "accepted",
-) -> Record:
-    return log_record(
-        session_id=SESSION_ID,
-        device_id=device.id,
-        at=at,
-        direction=direction,
-        envelope="base64",
-        remote=REMOTE,
-        flags=0xC0,
-        seq=seq,
-        size=size,
-        outcome=outcome,
-        detail=detail,
-        message_id=message_id,
-    )
-
-
-def frame(sequence: int) -> dict[int, Any]:
-    """Demo application data: message.sequence, system.voltage_rest, thermometer.temperature."""
-    return {0: {2: sequence}, 4: {6: 3641}, 27: {28: 2243}}
-
-
-def data(device: Device, sequence: int, decoder_hash: int = DEMO_HASH, **kw: Any) -> Record:
-    return uplink(device, m.upload_data(decoder_hash, frame(sequence)), **kw)
-
-
-def expected_body(sequence: int) -> dict[str, Any]:
-    return {
-        "message": {"sequence": sequence},
-        "system": {"voltage_rest": 3.64},
-        "thermometer": {"temperature": 22.43},
-    }
+LINK = Link(SESSION_ID, envelope="base64", remote=REMOTE, flags=0xC0, attributes=ATTRIBUTES)
+uplink, data, session_start, packet_log = (
+    LINK.uplink,
+    LINK.data,
+    LINK.session_start,
+    LINK.packet_log,
+)
 
 
 def decode_error(record: Record) -> str:
@@ -196,36 +117,11 @@ def wire(records: list[Record]) -> list[Record]:
     return decode_batch(encode_batch(records))
 
 
-def ids(records: list[Record]) -> list[str]:
-    return [str(record["id"]) for record in records if record["kind"] == "message"]
-
-
 # -- reading the database ---------------------------------------------------------------
-
-
-async def select(engine: AsyncEngine, query: sa.Select[Any]) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        return [dict(row) for row in (await conn.execute(query)).mappings()]
-
-
-async def message(engine: AsyncEngine, record: Record) -> dict[str, Any]:
-    rows = await select(engine, sa.select(t.messages).where(t.messages.c.id == record["id"]))
-    assert len(rows) == 1, f"message {record['id']} stored {len(rows)} times"
-    return rows[0]
-
-
-async def message_ids(engine: AsyncEngine) -> list[str]:
-    rows = await select(engine, sa.select(t.messages.c.id))
-    return sorted(str(row["id"]) for row in rows)
 
 
 async def states(engine: AsyncEngine, records: list[Record]) -> list[str | None]:
     return [(await message(engine, record))["decode_state"] for record in records]
-
-
-async def device_row(engine: AsyncEngine, device: Device) -> dict[str, Any]:
-    (row,) = await select(engine, sa.select(t.devices).where(t.devices.c.id == device.id))
-    return row
 
 
 async def count(engine: AsyncEngine, table: sa.Table) -> int:
@@ -233,20 +129,7 @@ async def count(engine: AsyncEngine, table: sa.Table) -> int:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
 
 
-def when(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
 # -- fixtures ---------------------------------------------------------------------------
-
-
-async def add_device(
-    engine: AsyncEngine, serial: int, organization: str = devices.DEFAULT_ORGANIZATION
-) -> Device:
-    row = await devices.add_device(
-        engine, serial=serial, claim_token=claim_token_for(serial), organization=organization
-    )
-    return Device(row["id"], row["organization_id"], row["group_id"], serial)
 
 
 @pytest.fixture
