@@ -12,6 +12,7 @@ Both run on the caller's connection, inside its transaction.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,6 @@ Row = dict[str, Any]
 
 MESSAGE_COLUMNS = [column.name for column in t.messages.c]
 LOG_COLUMNS = [column.name for column in t.session_log.c if column.name != "id"]
-_JSON_COLUMNS = {"body"}
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -41,14 +41,23 @@ async def _driver(conn: AsyncConnection) -> Any:
     return driver
 
 
-def _value(name: str, value: Any) -> Any:
-    if name in _JSON_COLUMNS and value is not None:
-        return orjson.dumps(value, default=str).decode()
-    return value
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, default=str).decode()
 
 
-def _tuples(rows: Sequence[Row], columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    return [tuple(_value(name, row.get(name)) for name in columns) for row in rows]
+_message_values = operator.itemgetter(*MESSAGE_COLUMNS)
+_log_values = operator.itemgetter(*LOG_COLUMNS)
+_BODY = MESSAGE_COLUMNS.index("body")
+
+
+def _message_tuples(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+    """Rows in column order (every row has every column), the body as JSON text."""
+    tuples = []
+    for row in rows:
+        values = list(_message_values(row))
+        values[_BODY] = _json_text(values[_BODY])
+        tuples.append(tuple(values))
+    return tuples
 
 
 async def copy_messages(conn: AsyncConnection, rows: Sequence[Row]) -> set[uuid.UUID]:
@@ -59,18 +68,19 @@ async def copy_messages(conn: AsyncConnection, rows: Sequence[Row]) -> set[uuid.
         "(LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
     await driver.copy_records_to_table(
-        "incoming_messages", records=_tuples(rows, MESSAGE_COLUMNS), columns=MESSAGE_COLUMNS
+        "incoming_messages", records=_message_tuples(rows), columns=MESSAGE_COLUMNS
     )
     columns = ", ".join(MESSAGE_COLUMNS)
     inserted = await driver.fetch(
         f"INSERT INTO messages ({columns}) SELECT {columns} FROM incoming_messages "
         "ON CONFLICT (id) DO NOTHING RETURNING id"
     )
-    return {uuid.UUID(str(record[0])) for record in inserted}
+    # asyncpg's UUID subclasses uuid.UUID: equal and hashing alike.
+    return {record[0] for record in inserted}
 
 
 async def copy_log(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     driver = await _driver(conn)
     await driver.copy_records_to_table(
-        "session_log", records=_tuples(rows, LOG_COLUMNS), columns=LOG_COLUMNS
+        "session_log", records=[_log_values(row) for row in rows], columns=LOG_COLUMNS
     )
