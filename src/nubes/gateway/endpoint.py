@@ -14,6 +14,7 @@ import logging
 import socket
 from typing import cast
 
+from nubes.errors import ConfigError
 from nubes.gateway.service import Gateway, MacChannel
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,14 @@ async def open_mac_endpoint(
     gateway: Gateway, host: str, port: int, *, base64: bool
 ) -> asyncio.DatagramTransport:
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: MacEndpoint(gateway, base64=base64), local_addr=(host, port)
-    )
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: MacEndpoint(gateway, base64=base64), local_addr=(host, port)
+        )
+    except OSError as err:
+        setting = "NUBES_FLAP_BASE64_PORT" if base64 else "NUBES_FLAP_RAW_PORT"
+        raise ConfigError(
+            f"cannot listen on {host}:{port}/udp ({err.strerror or err}); is another server "
+            f"running? Stop it, or choose another port with {setting}"
+        ) from err
     return transport
