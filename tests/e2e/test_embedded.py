@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def sim(nubes: Any, *args: str) -> dict[str, Any]:
-    lines = nubes.json_lines("sim", "--timeout", "2", "--poll-interval", "0.5", *args)
+    lines = nubes.json_lines("sim", "--timeout", "5", "--poll-interval", "0.5", *args)
     return lines[-1]
 
 

@@ -58,7 +58,7 @@ def test_gateway_and_workers_as_separate_processes(
         "--rate",
         "50",
         "--timeout",
-        "2",
+        "5",
     )[-1]
     assert summary["data_acked"] == 20
     raw = nubes.json_lines(
@@ -71,7 +71,7 @@ def test_gateway_and_workers_as_separate_processes(
         "--messages",
         "1",
         "--timeout",
-        "2",
+        "5",
     )[-1]
     assert raw["data_acked"] == 1
 

@@ -55,7 +55,7 @@ async def test_the_recorded_boot_gets_the_recorded_answers(cloud: Runtime) -> No
             if header == "100c":  # before this poll, a shell command
                 await downlinks.queue_shell(engine, SERIAL, ["app config show"])
                 await asyncio.sleep(0.3)
-            answer = await client.exchange(up, timeout=1.0 if expected else 0.3)
+            answer = await client.exchange(up, timeout=5.0 if expected else 0.3)
             if expected is None:
                 assert answer is None, f"step {index}: answered {answer!r}, the cloud did not"
                 continue

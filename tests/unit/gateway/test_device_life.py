@@ -41,7 +41,7 @@ async def start_device(cloud: Runtime, serial: int, *, envelope: str = "base64")
         DECODER,
         ENCODER,
         ["app config interval-sample 60"],
-        timeout=1.0,
+        timeout=5.0,
     )
     return SimDevice(profile, sock, Stats(), seed=serial)
 
