@@ -162,7 +162,7 @@ class Gateway:
             else:
                 self._on_transfer_event(link, event)
         if message is not None:
-            return message  # logged once it has its session and id (`_accept_message`)
+            return message  # logged in `_submit`, once it has its session and message id
         self._log(link, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
         if step.answer is not None:
             self._send(
