@@ -53,7 +53,7 @@ from nubes.flap.messages import (
     encode_set_timestamp,
     parse_uplink,
 )
-from nubes.flap.packet import MAX_SEQ, RESET, A, F, L, P, Packet, next_seq
+from nubes.flap.packet import MAX_SEQ, RESET, A, F, L, P, Packet, flag_text, next_seq
 from nubes.flap.transfer import (
     MAX_REASSEMBLY,
     REPEAT_RESET_SECONDS,
@@ -114,6 +114,7 @@ __all__ = [
     "encode_download_shell",
     "encode_set_session",
     "encode_set_timestamp",
+    "flag_text",
     "mac_tag",
     "next_seq",
     "open_envelope",

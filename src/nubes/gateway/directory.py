@@ -148,7 +148,3 @@ class Directory:
             for listener in self._listeners:
                 listener(info)
         return 1
-
-    def add(self, info: DeviceInfo) -> None:
-        """Puts a device in directly (tests, benchmarks)."""
-        self._by_serial[info.serial] = info

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from nubes import flap
 from nubes.services.devices import get_device
 from nubes.store import tables as t
 
@@ -102,13 +103,8 @@ async def _log_rows(engine: AsyncEngine, query: sa.Select[Any]) -> list[dict[str
 
 
 def flag_text(flags: int | None) -> str | None:
-    if flags is None:
-        return None
-    return (
-        "["
-        + "".join(c if flags & bit else "x" for c, bit in zip("FLAP", (8, 4, 2, 1), strict=True))
-        + "]"
-    )
+    """`[FLxx]` and the like; None for a datagram whose packet could not be read."""
+    return None if flags is None else flap.flag_text(flags)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
