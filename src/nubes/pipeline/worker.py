@@ -42,6 +42,9 @@ STORE_QUEUE = "store"
 # How long a stored batch's id is kept: RabbitMQ redelivers unacked messages
 # within minutes (a worker's connection closing), never after a day.
 BATCH_MEMORY = timedelta(days=1)
+# A device's `last_seen_at` is written when it moves by this much (or with
+# any other change of the device).
+LAST_SEEN_STEP = timedelta(seconds=30)
 DATA_OFFSET = 9  # type byte + 8 hash bytes
 
 
@@ -56,6 +59,7 @@ class Worker:
         self._codecs = CodecBook(engine)
         self._redecodes: set[asyncio.Task[None]] = set()
         self._waiting: list[tuple[Batch, asyncio.Future[None]]] = []
+        self._seen_written: dict[uuid.UUID, datetime] = {}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
@@ -68,6 +72,27 @@ class Worker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _skip_fresh_last_seen(self, changes: Changes) -> dict[uuid.UUID, datetime]:
+        """Drops `last_seen_at` updates that would move it by less than LAST_SEEN_STEP.
+
+        A busy device would otherwise cost a row update in every batch (at
+        thousands of messages per second, most of the worker's database
+        time). Returns what this batch writes, to remember after the commit.
+        """
+        if len(self._seen_written) > 100_000:
+            self._seen_written.clear()
+        written: dict[uuid.UUID, datetime] = {}
+        for device_id, update in changes.device_updates.items():
+            seen = update.get("last_seen_at")
+            if seen is None:
+                continue
+            before = self._seen_written.get(device_id)
+            if before is not None and seen - before < LAST_SEEN_STEP and len(update) == 1:
+                del update["last_seen_at"]
+            else:
+                written[device_id] = seen
+        return written
 
     async def tidy(self) -> None:
         """Housekeeping: expire old downlinks, forget batch ids older than a day."""
@@ -129,7 +154,9 @@ class Worker:
         changes = Changes()
         for record in records:
             await self._add(changes, record)
+        written = self._skip_fresh_last_seen(changes)
         stored = await self._ingest.apply(changes, batch_ids)
+        self._seen_written.update(written)
         await self._announce([row for row in changes.messages if row["id"] in stored])
         for codec in changes.codecs:
             if codec["kind"] == "decoder":
@@ -388,6 +415,8 @@ def without_nul(value: Any) -> Any:
     """
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict | list) and b"\\u0000" not in orjson.dumps(value, default=str):
+        return value  # the common case, found by one C call instead of a walk
     if isinstance(value, dict):
         return {without_nul(key): without_nul(item) for key, item in value.items()}
     if isinstance(value, list):
