@@ -145,23 +145,31 @@ class Worker:
         seen = await self._ingest.seen_batches(ids)
         if seen:
             log.info("skipping %d batches stored before (redelivered)", len(seen))
+            unannounced = await self._ingest.unannounced_batches(sorted(seen))
+            await self._announce_again([b for b in batches if b.id in unannounced])
         fresh = [batch for batch in batches if batch.id is None or batch.id not in seen]
         records = [record for batch in fresh for record in batch.records]
-        await self.store(records, [batch.id for batch in fresh if batch.id is not None])
+        fresh_ids = [batch.id for batch in fresh if batch.id is not None]
+        if await self.store(records, fresh_ids):
+            await self._ingest.mark_announced(fresh_ids)
 
-    async def store(self, records: list[Record], batch_ids: Sequence[uuid.UUID] = ()) -> None:
-        """Decodes and writes records in one transaction, then announces new messages."""
+    async def store(self, records: list[Record], batch_ids: Sequence[uuid.UUID] = ()) -> bool:
+        """Decodes and writes records in one transaction, then announces new messages.
+
+        Returns whether the announcement went out (or there was none to make).
+        """
         changes = Changes()
         for record in records:
             await self._add(changes, record)
         written = self._skip_fresh_last_seen(changes)
         stored = await self._ingest.apply(changes, batch_ids)
         self._seen_written.update(written)
-        await self._announce([row for row in changes.messages if row["id"] in stored])
+        announced = await self._announce([row for row in changes.messages if row["id"] in stored])
         for codec in changes.codecs:
             if codec["kind"] == "decoder":
                 self._start_redecode(codec["organization_id"], codec["hash"])
         await self._recheck_waiting(changes)
+        return announced
 
     async def _recheck_waiting(self, changes: Changes) -> None:
         """Decodes what this batch left waiting if its decoder is stored by now.
@@ -277,15 +285,42 @@ class Worker:
         )
         changes.device_updates[row["device_id"]][f"{row['type']}_hash"] = codec_hash
 
-    async def _announce(self, rows: list[Row]) -> None:
-        if rows:
-            body = orjson.dumps({"v": 1, "messages": [stored_event(row) for row in rows]})
-            try:
-                await self._broker.announce(MESSAGE_STORED, body)
-            except Exception:
-                # The batch is committed: failing now would only make the
-                # broker deliver it again. The event is what is lost.
-                log.exception("message.stored not announced for %d messages", len(rows))
+    async def _announce(self, rows: list[Row]) -> bool:
+        """Publishes `message.stored` for the rows; False when that failed."""
+        if not rows:
+            return True
+        events = [stored_event(row) for row in rows]
+        body = orjson.dumps({"v": 1, "messages": events}, default=str)
+        try:
+            await self._broker.announce(MESSAGE_STORED, body)
+        except Exception:
+            # The batch is committed: failing it now would only make the broker
+            # deliver it again. Its batch stays unannounced; a redelivery or
+            # nothing (the event is then lost) follows.
+            log.exception("message.stored not announced for %d messages", len(rows))
+            return False
+        return True
+
+    async def _announce_again(self, batches: list[Batch]) -> None:
+        """Announces the messages of batches stored before, once more.
+
+        The broker redelivers a batch whose commit succeeded but whose ack was
+        lost; its events may never have gone out. Events are at least once:
+        subscribers tell repeats by the message id.
+        """
+        message_ids = [
+            uuid.UUID(str(record["id"]))
+            for batch in batches
+            for record in batch.records
+            if record.get("kind") == "message" and record.get("id")
+        ]
+        if not message_ids:
+            return
+        m = t.messages
+        query = sa.select(m).where(m.c.id.in_(message_ids)).order_by(m.c.created_at, m.c.id)
+        async with self._engine.connect() as conn:
+            rows = [dict(row) for row in (await conn.execute(query)).mappings()]
+        await self._announce(rows)
 
     def _start_redecode(self, organization_id: uuid.UUID, codec_hash: str) -> None:
         task = asyncio.create_task(

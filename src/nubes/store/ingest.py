@@ -83,6 +83,28 @@ class Ingest:
             rows = await conn.execute(sa.select(table.c.id).where(table.c.id.in_(batch_ids)))
             return {uuid.UUID(str(row[0])) for row in rows}
 
+    async def unannounced_batches(self, batch_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these stored batches have not had their events announced."""
+        if not batch_ids:
+            return set()
+        table = t.pipeline_batches
+        query = sa.select(table.c.id).where(
+            table.c.id.in_(batch_ids), table.c.announced_at.is_(None)
+        )
+        async with self._engine.connect() as conn:
+            return {uuid.UUID(str(row[0])) for row in await conn.execute(query)}
+
+    async def mark_announced(self, batch_ids: Sequence[uuid.UUID]) -> None:
+        if not batch_ids:
+            return
+        table = t.pipeline_batches
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(table)
+                .where(table.c.id.in_(batch_ids))
+                .values(announced_at=datetime.now(UTC))
+            )
+
     async def forget_batches(self, before: datetime) -> int:
         """Deletes the memory of batches stored before `before` (redeliveries are long over)."""
         table = t.pipeline_batches

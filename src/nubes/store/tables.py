@@ -256,4 +256,5 @@ pipeline_batches = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("stored_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("announced_at", UTCDateTime(), nullable=True),
 )

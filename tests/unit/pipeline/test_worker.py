@@ -948,11 +948,6 @@ async def test_a_batch_redelivered_after_its_commit_is_stored_once(
     assert await message_ids(engine) == sorted(ids(batch))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events follow the commit: a batch whose commit succeeded but whose "
-    "acknowledgement was lost is redelivered, skipped as stored, and never announced",
-)
 async def test_a_batch_redelivered_after_its_commit_is_still_announced(
     worker: Worker,
     broker: MemoryBroker,
