@@ -39,8 +39,10 @@ async def _drop_topology(url: str, prefix: str) -> None:
 
 
 def test_gateway_and_workers_as_separate_processes(
-    nubes_factory: Any, production_env: dict[str, str]
+    production_env: dict[str, str], nubes_factory: Any
 ) -> None:
+    # production_env first: torn down last, once the processes are stopped
+    # (a running worker would declare its queue again after the clean-up).
     nubes = nubes_factory(production_env)
     nubes.run("migrate")
     nubes.start("worker")
