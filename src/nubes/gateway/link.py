@@ -39,7 +39,6 @@ class DeviceLink:
     transfer: Transfer
     fragment_limit: int
     last_activity: float
-    session_id: int | None = None
     envelope: str = ""
     remote: tuple[str, int] = ("", 0)
     offers: dict[Any, Offer] = field(default_factory=dict)

@@ -104,21 +104,10 @@ class Gateway:
         No link is made or replaced for it: an unauthenticated datagram must
         not be able to disturb the device's transfer.
         """
-        link = self._links.get(info.serial)
-        session_id = info.session_id if link is None else link.session_id
-        self._add_log(
-            session_id,
-            info.id,
-            channel,
-            "in",
-            None,
-            channel.size_in,
-            "bad_mac",
-            "MAC tag does not match",
-        )
+        self._log(info, channel, "in", None, channel.size_in, "bad_mac", "MAC tag does not match")
         size = channel.send(flap.RESET.encode())
         self.counters["datagrams_out"] += 1
-        self._add_log(session_id, info.id, channel, "out", flap.RESET, size, "reset", "")
+        self._log(info, channel, "out", flap.RESET, size, "reset", "")
 
     # -- packets -----------------------------------------------------------------
 
@@ -136,7 +125,7 @@ class Gateway:
         try:
             packet = flap.Packet.decode(raw_packet)
         except PacketError as err:
-            self._log(link, channel, "in", None, channel.size_in, "invalid", err.reason)
+            self._log(link.info, channel, "in", None, channel.size_in, "invalid", err.reason)
             return
         link.remote, link.envelope = channel.remote, channel.envelope
         explicit_poll = packet.flags == flap.P and not packet.data
@@ -163,7 +152,7 @@ class Gateway:
                 self._on_transfer_event(link, event)
         if message is not None:
             return message  # logged in `_submit`, once it has its session and message id
-        self._log(link, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
+        self._log(link.info, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
         if step.answer is not None:
             self._send(
                 link, channel, step.answer, "reset" if step.answer == flap.RESET else "answer"
@@ -255,7 +244,7 @@ class Gateway:
             self._refuse(link, channel, packet, "rejected", f"no session id: {err}")
             self._release(link)
             return
-        link.session_id = link.info.session_id = session_id
+        link.info.session_id = session_id
         session = self._session_record(link, uplink, channel, at)
         extra = self._set_session_offer(link.info, session_id, at)
         link.offer(extra, first=True)
@@ -281,7 +270,7 @@ class Gateway:
                 message_id=message_id,
                 at=at,
                 device=link.info,
-                session_id=link.session_id,
+                session_id=link.info.session_id,
                 type_name=translation.type_name,
                 direction="up",
                 raw=message,
@@ -291,8 +280,7 @@ class Gateway:
         )
         batch.append(
             self._log_record(
-                link.session_id,
-                link.info.id,
+                link.info,
                 channel,
                 "in",
                 packet,
@@ -363,9 +351,9 @@ class Gateway:
     def _session_record(
         self, link: DeviceLink, uplink: flap.CreateSession, channel: Channel, at: float
     ) -> records.Record:
-        assert link.session_id is not None
+        assert link.info.session_id is not None
         return records.session_record(
-            session_id=link.session_id,
+            session_id=link.info.session_id,
             device_id=link.info.id,
             organization_id=link.info.organization_id,
             envelope=channel.envelope,
@@ -434,7 +422,7 @@ class Gateway:
                 message_id=uuid7(at),
                 at=at,
                 device=link.info,
-                session_id=link.session_id,
+                session_id=link.info.session_id,
                 type_name=offer.type_name,
                 direction="down",
                 raw=offer.message,
@@ -456,7 +444,7 @@ class Gateway:
         link = self._links.get(info.serial)
         limit = flap.FRAGMENT_LIMIT[channel.envelope]
         if link is None or link.fragment_limit != limit:
-            link = DeviceLink(info, flap.Transfer(limit), limit, now, session_id=info.session_id)
+            link = DeviceLink(info, flap.Transfer(limit), limit, now)
             self._links[info.serial] = link
             if len(self._links) > self._max_links:
                 self._evict_oldest()
@@ -492,11 +480,11 @@ class Gateway:
     ) -> None:
         size = channel.send(packet.encode())
         self.counters["datagrams_out"] += 1
-        self._log(link, channel, "out", packet, size, outcome, "", message_id)
+        self._log(link.info, channel, "out", packet, size, outcome, "", message_id)
 
     def _log(
         self,
-        link: DeviceLink,
+        info: DeviceInfo,
         channel: Channel,
         direction: str,
         packet: flap.Packet | None,
@@ -505,41 +493,15 @@ class Gateway:
         detail: str,
         message_id: uuid.UUID | None = None,
     ) -> None:
-        self._add_log(
-            link.session_id,
-            link.info.id,
-            channel,
-            direction,
-            packet,
-            size,
-            outcome,
-            detail,
-            message_id,
-        )
-
-    def _add_log(
-        self,
-        session_id: int | None,
-        device_id: uuid.UUID,
-        channel: Channel,
-        direction: str,
-        packet: flap.Packet | None,
-        size: int,
-        outcome: str,
-        detail: str,
-        message_id: uuid.UUID | None = None,
-    ) -> None:
+        """Counts a datagram and adds it to the communication log (best effort)."""
         self.counters[f"{direction}:{outcome}"] += 1
         self._publisher.add(
-            self._log_record(
-                session_id, device_id, channel, direction, packet, size, outcome, detail, message_id
-            )
+            self._log_record(info, channel, direction, packet, size, outcome, detail, message_id)
         )
 
     @staticmethod
     def _log_record(
-        session_id: int | None,
-        device_id: uuid.UUID,
+        info: DeviceInfo,
         channel: Channel,
         direction: str,
         packet: flap.Packet | None,
@@ -549,8 +511,8 @@ class Gateway:
         message_id: uuid.UUID | None,
     ) -> records.Record:
         return records.log_record(
-            session_id=session_id,
-            device_id=device_id,
+            session_id=info.session_id,
+            device_id=info.id,
             at=time.time(),
             direction=direction,
             envelope=channel.envelope,
@@ -568,7 +530,7 @@ class Gateway:
     ) -> None:
         """Logs the last fragment of a message that is left unacked, and why."""
         log.info("device %s: message %s: %s", link.info.serial, outcome, detail)
-        self._log(link, channel, "in", packet, channel.size_in, outcome, detail)
+        self._log(link.info, channel, "in", packet, channel.size_in, outcome, detail)
 
     def _spawn_locked(self, link: DeviceLink, coroutine: Any) -> None:
         """Runs an awaited step of a device; its packets wait until `_release`."""
