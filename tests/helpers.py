@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
+
+from nubes.bootstrap import Runtime, build_adapters
+from nubes.config import Settings
 
 T = TypeVar("T")
 
@@ -59,3 +63,28 @@ class UdpClient(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+@asynccontextmanager
+async def embedded_cloud(database_url: str) -> AsyncIterator[Runtime]:
+    """`nubes serve` on embedded defaults (gateway, worker, in-process broker, SQLite).
+
+    UDP ports are picked free (see `runtime.ports`); the directory refreshes
+    every 0.1 s and batches linger 1 ms, so tests wait little.
+    """
+    settings = Settings(
+        database_url=database_url,
+        broker_url="memory://",
+        redis_url="memory://",
+        bind="127.0.0.1",
+        flap_raw_port=0,
+        flap_base64_port=0,
+        device_refresh_seconds=0.1,
+        publish_linger_ms=1,
+    )
+    runtime = Runtime(settings, build_adapters(settings))
+    await runtime.start(gateway=True, worker=True)
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()

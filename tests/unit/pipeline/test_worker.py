@@ -26,11 +26,10 @@ import yaml
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from helpers import eventually
+from helpers import embedded_cloud, eventually
 from nubes import flap
-from nubes.bootstrap import Runtime, build_adapters
+from nubes.bootstrap import Runtime
 from nubes.codec import codec_from_yaml, codec_hash, decode, hash_hex, yaml_to_cbor
-from nubes.config import Settings
 from nubes.errors import CodecError
 from nubes.pipeline.broker import MESSAGE_STORED, UPLINK, MemoryBroker
 from nubes.pipeline.records import (
@@ -974,19 +973,8 @@ async def cloud(migrated_sqlite: Database) -> AsyncIterator[Runtime]:
     await devices.add_device(
         migrated_sqlite.engine, serial=serial, claim_token=claim_token_for(serial)
     )
-    settings = Settings(
-        database_url=migrated_sqlite.url,
-        broker_url="memory://",
-        redis_url="memory://",
-        bind="127.0.0.1",
-        flap_raw_port=0,
-        flap_base64_port=0,
-        publish_linger_ms=1,
-    )
-    runtime = Runtime(settings, build_adapters(settings))
-    await runtime.start(gateway=True, worker=True)
-    yield runtime
-    await runtime.stop()
+    async with embedded_cloud(migrated_sqlite.url) as runtime:
+        yield runtime
 
 
 @pytest.fixture
