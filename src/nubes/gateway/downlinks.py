@@ -18,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from nubes import flap
+from nubes.gateway.directory import DeviceInfo
 from nubes.store import tables as t
 
 MAX_LOADED = 32  # per device; more wait in the database for the next load
@@ -49,3 +51,42 @@ async def pending_offers(engine: AsyncEngine, device_id: uuid.UUID) -> list[Offe
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [Offer(row.id, row.kind, row.message, row.request, stored=True) for row in rows]
+
+
+def set_session_offer(info: DeviceInfo, session_id: int, at: float) -> Offer:
+    """SET_SESSION for a new session: the hashes the cloud knows, the time, id and name.
+
+    A hash the cloud does not know is left out, and the device uploads that
+    codec or config.
+    """
+
+    def known(value: str | None) -> int | None:
+        return None if value is None else int(value, 16)
+
+    message = flap.encode_set_session(
+        session_id,
+        int(at),
+        decoder_hash=known(info.decoder_hash),
+        encoder_hash=known(info.encoder_hash),
+        config_hash=known(info.config_hash),
+        device_id=str(info.id),
+        device_name=info.name,
+    )
+    body = {
+        "session_id": session_id,
+        "timestamp": int(at),
+        "decoder_hash": info.decoder_hash,
+        "encoder_hash": info.encoder_hash,
+        "config_hash": info.config_hash,
+        "device_id": str(info.id),
+        "device_name": info.name,
+    }
+    return Offer(("session", session_id), "session", message, body, stored=False)
+
+
+def set_timestamp_offer(at: float) -> Offer:
+    """SET_TIMESTAMP, the answer to GET_TIMESTAMP (Unix seconds)."""
+    body = {"timestamp": int(at)}
+    return Offer(
+        ("timestamp", at), "timestamp", flap.encode_set_timestamp(int(at)), body, stored=False
+    )

@@ -32,10 +32,15 @@ from nubes import codec as codecs
 from nubes import flap
 from nubes.errors import CodecError, CodecHashError, EnvelopeError, MessageError, PacketError
 from nubes.gateway.directory import DeviceInfo, Directory
-from nubes.gateway.downlinks import Offer, pending_offers
+from nubes.gateway.downlinks import (
+    Offer,
+    pending_offers,
+    set_session_offer,
+    set_timestamp_offer,
+)
 from nubes.gateway.link import Channel, DeviceLink
 from nubes.gateway.publisher import Publisher
-from nubes.gateway.sessions import SessionIds
+from nubes.gateway.sessions import SessionIds, session_record
 from nubes.gateway.translate import translate
 from nubes.ids import uuid7
 from nubes.pipeline import records
@@ -217,13 +222,7 @@ class Gateway:
             return
         extra = None
         if isinstance(uplink, flap.GetTimestamp):
-            extra = Offer(
-                ("timestamp", at),
-                "timestamp",
-                flap.encode_set_timestamp(int(at)),
-                {"timestamp": int(at)},
-                stored=False,
-            )
+            extra = set_timestamp_offer(at)
             link.offer(extra)
         self._submit(link, uplink, message, channel, packet, at, [], extra)
 
@@ -245,8 +244,8 @@ class Gateway:
             self._release(link)
             return
         link.info.session_id = session_id
-        session = self._session_record(link, uplink, channel, at)
-        extra = self._set_session_offer(link.info, session_id, at)
+        session = session_record(link.info, uplink, channel, at)
+        extra = set_session_offer(link.info, session_id, at)
         link.offer(extra, first=True)
         self._submit(link, uplink, message, channel, packet, at, [session], extra)
 
@@ -347,45 +346,6 @@ class Gateway:
             setattr(info, f"{uplink.kind}_hash", codecs.hash_hex(uplink.codec_hash))
         elif isinstance(uplink, flap.UploadConfig):
             info.config_hash = codecs.hash_hex(uplink.config_hash)
-
-    def _session_record(
-        self, link: DeviceLink, uplink: flap.CreateSession, channel: Channel, at: float
-    ) -> records.Record:
-        assert link.info.session_id is not None
-        return records.session_record(
-            session_id=link.info.session_id,
-            device_id=link.info.id,
-            organization_id=link.info.organization_id,
-            envelope=channel.envelope,
-            remote=channel.remote,
-            at=at,
-            attributes=_json_object(uplink.named()),
-        )
-
-    @staticmethod
-    def _set_session_offer(info: DeviceInfo, session_id: int, at: float) -> Offer:
-        def known(value: str | None) -> int | None:
-            return None if value is None else int(value, 16)
-
-        message = flap.encode_set_session(
-            session_id,
-            int(at),
-            decoder_hash=known(info.decoder_hash),
-            encoder_hash=known(info.encoder_hash),
-            config_hash=known(info.config_hash),
-            device_id=str(info.id),
-            device_name=info.name,
-        )
-        body = {
-            "session_id": session_id,
-            "timestamp": int(at),
-            "decoder_hash": info.decoder_hash,
-            "encoder_hash": info.encoder_hash,
-            "config_hash": info.config_hash,
-            "device_id": str(info.id),
-            "device_name": info.name,
-        }
-        return Offer(("session", session_id), "session", message, body, stored=False)
 
     # -- downlink events ------------------------------------------------------------
 
@@ -549,11 +509,6 @@ class Gateway:
     @property
     def links(self) -> int:
         return len(self._links)
-
-
-def _json_object(value: dict[str, object]) -> dict[str, Any]:
-    converted = codecs.to_json(value)
-    return converted if isinstance(converted, dict) else {}
 
 
 class MacChannel:

@@ -12,6 +12,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from nubes import codec as codecs
+from nubes import flap
+from nubes.gateway.directory import DeviceInfo
+from nubes.gateway.link import Channel
+from nubes.pipeline import records
 from nubes.pipeline.cache import Cache
 from nubes.store import tables as t
 
@@ -34,3 +39,20 @@ class SessionIds:
         if value > UINT32_MAX:
             raise OverflowError("session ids exhausted (2^32 sessions)")
         return value
+
+
+def session_record(
+    info: DeviceInfo, uplink: flap.CreateSession, channel: Channel, at: float
+) -> records.Record:
+    """The pipeline record of the session `info.session_id` just started."""
+    assert info.session_id is not None
+    attributes = codecs.to_json(uplink.named())
+    return records.session_record(
+        session_id=info.session_id,
+        device_id=info.id,
+        organization_id=info.organization_id,
+        envelope=channel.envelope,
+        remote=channel.remote,
+        at=at,
+        attributes=attributes if isinstance(attributes, dict) else {},
+    )
