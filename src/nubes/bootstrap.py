@@ -1,9 +1,9 @@
 """Wires Nubes together: the only place that chooses adapters.
 
 `build_adapters` turns the three URLs of the settings into a database, a
-broker and a cache (embedded or production); `Runtime` starts the parts a
-command asks for (gateway, worker) on those adapters and stops them in
-reverse order. The CLI calls nothing else.
+broker, a cache and the live fan-out (embedded or production); `Runtime`
+starts the parts a command asks for (gateway, worker, API) on those adapters
+and stops them in reverse order. The CLI calls nothing else.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+
+import uvicorn
 
 from nubes.config import Settings
 from nubes.errors import ConfigError
@@ -23,6 +25,7 @@ from nubes.gateway.service import Gateway
 from nubes.gateway.sessions import SessionIds
 from nubes.pipeline.broker import UPLINK, Broker, MemoryBroker
 from nubes.pipeline.cache import Cache, MemoryCache, RedisCache
+from nubes.pipeline.live import Live, MemoryLive, RedisLive
 from nubes.pipeline.rabbitmq import RabbitBroker
 from nubes.pipeline.worker import STORE_QUEUE, Worker
 from nubes.store.database import Database
@@ -37,6 +40,7 @@ class Adapters:
     database: Database
     broker: Broker
     cache: Cache
+    live: Live
 
     @property
     def embedded_broker(self) -> bool:
@@ -61,8 +65,21 @@ def build_cache(settings: Settings) -> Cache:
     raise ConfigError(f"NUBES_REDIS_URL must be memory:// or redis://, not {url!r}")
 
 
+def build_live(settings: Settings) -> Live:
+    """Redis pub/sub when there is a Redis (processes apart), else in-process."""
+    url = settings.redis_url
+    if url == "memory://":
+        return MemoryLive()
+    return RedisLive(url, settings.cache_prefix)
+
+
 def build_adapters(settings: Settings) -> Adapters:
-    return Adapters(Database(settings.database_url), build_broker(settings), build_cache(settings))
+    return Adapters(
+        Database(settings.database_url),
+        build_broker(settings),
+        build_cache(settings),
+        build_live(settings),
+    )
 
 
 @dataclass
@@ -75,29 +92,92 @@ class Runtime:
     worker: Worker | None = None
     # The UDP ports actually bound, by envelope (a setting of 0 picks a free one).
     ports: dict[str, int] = field(default_factory=dict)
+    # The TCP port of the HTTP API, once it listens.
+    http_port: int | None = None
     _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self, *, gateway: bool, worker: bool) -> None:
+    async def start(self, *, gateway: bool, worker: bool, api: bool = False) -> None:
         if self.adapters.embedded_broker and gateway != worker:
             raise ConfigError(
                 "the embedded broker (NUBES_BROKER_URL=memory://) joins gateway and worker in "
                 "one process: use `nubes serve`, or point NUBES_BROKER_URL at RabbitMQ"
             )
+        if api and not worker and isinstance(self.adapters.live, MemoryLive):
+            log.warning(
+                "`nubes api` without Redis (NUBES_REDIS_URL=memory://): live streams "
+                "(/v1/messages/stream) only replay stored messages, nothing arrives live"
+            )
         self._stops.append(self.adapters.database.dispose)
         await self.adapters.cache.start()
         self._stops.append(self.adapters.cache.close)
-        await self.adapters.broker.start()
-        self._stops.append(self.adapters.broker.close)
+        await self.adapters.live.start(listen=api)
+        self._stops.append(self.adapters.live.close)
+        if gateway or worker:
+            await self.adapters.broker.start()
+            self._stops.append(self.adapters.broker.close)
         if worker:
             await self._start_worker()
         if gateway:
             await self._start_gateway()
+        if api:
+            await self._start_api()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    async def _start_api(self) -> None:
+        from nubes.api.app import create_app
+        from nubes.api.context import ApiContext
+        from nubes.services.auth import BOOTSTRAP_EMAIL, bootstrap_admin
+
+        settings, adapters = self.settings, self.adapters
+        password = await bootstrap_admin(adapters.database.engine)
+        if password is not None:
+            # Printed once, on the first start of an empty database only.
+            log.warning(
+                "first start: created user %s with password %s (organization and group "
+                "`default`); sign in and change it",
+                BOOTSTRAP_EMAIL,
+                password,
+            )
+        ctx = ApiContext(settings, adapters.database.engine, adapters.cache, adapters.live)
+        config = uvicorn.Config(
+            create_app(ctx),
+            host=settings.bind,
+            port=settings.http_port,
+            loop="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = _QuietServer(config)
+        task = asyncio.create_task(server.serve(), name="api")
+        while not server.started:
+            if task.done():
+                with contextlib.suppress(BaseException):
+                    task.result()  # uvicorn exits (SystemExit) when it cannot bind
+                raise ConfigError(
+                    f"the API could not listen on {settings.bind}:{settings.http_port} "
+                    "(in use? see NUBES_HTTP_PORT)"
+                )
+            await asyncio.sleep(0.01)
+        self.http_port = server.servers[0].sockets[0].getsockname()[1]
+        log.info("API listening on http://%s:%d", settings.bind, self.http_port)
+
+        async def stop() -> None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+
+        self._stops.append(stop)
 
     async def _start_worker(self) -> None:
         self.worker = Worker(
-            self.adapters.database.engine, self.adapters.broker, self.settings.worker_prefetch
+            self.adapters.database.engine,
+            self.adapters.broker,
+            self.settings.worker_prefetch,
+            live=self.adapters.live,
         )
         await self.worker.start()
         self._stops.append(self.worker.close)
@@ -172,6 +252,14 @@ class Runtime:
             except Exception:
                 log.exception("error while stopping")
         self._stops.clear()
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the CLI owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _closer(transport: asyncio.BaseTransport) -> Callable[[], Awaitable[None]]:

@@ -1,11 +1,13 @@
 """The `nubes` command.
 
     nubes serve                       everything in one process (embedded defaults)
-    nubes gateway | worker            one part, for production (RabbitMQ between them)
+    nubes gateway | worker | api      one part, for production (RabbitMQ between them)
     nubes migrate                     apply database migrations
     nubes device add|list|show        manage devices
     nubes downlink config|shell|data  queue downlinks (also: list, cancel)
     nubes messages|sessions|log       read what devices sent
+    nubes user create                 add a user to an organization
+    nubes apikey create               make an API key (prints only the key)
     nubes sim                         a CHESTER-like device simulator
 
 Every command reads its configuration from NUBES_* variables (see
@@ -80,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    return await _run(settings, gateway=True, worker=True)
+    return await _run(settings, gateway=True, worker=True, api=True)
 
 
 async def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -91,7 +93,11 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return await _run(settings, gateway=False, worker=True)
 
 
-async def _run(settings: Settings, *, gateway: bool, worker: bool) -> int:
+async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    return await _run(settings, gateway=False, worker=False, api=True)
+
+
+async def _run(settings: Settings, *, gateway: bool, worker: bool, api: bool = False) -> int:
     from nubes.bootstrap import Runtime, build_adapters  # heavy: only for servers
 
     adapters = build_adapters(settings)
@@ -103,7 +109,7 @@ async def _run(settings: Settings, *, gateway: bool, worker: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await runtime.start(gateway=gateway, worker=worker)
+        await runtime.start(gateway=gateway, worker=worker, api=api)
         # What start-up made lives for the whole run: keep the collector from
         # walking it again at every full collection (pauses delay acks).
         gc.collect()
@@ -111,7 +117,9 @@ async def _run(settings: Settings, *, gateway: bool, worker: bool) -> int:
         log.info(
             "database: %s", make_url(settings.database_url).render_as_string(hide_password=True)
         )
-        log.info("nubes %s running (gateway=%s, worker=%s)", __version__, gateway, worker)
+        log.info(
+            "nubes %s running (gateway=%s, worker=%s, api=%s)", __version__, gateway, worker, api
+        )
         await stop.wait()
         log.info("stopping")
     finally:
@@ -299,6 +307,41 @@ def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: Sequenc
         print("  ".join(f"{name}={json.dumps(plain.get(name))}" for name in columns))
 
 
+# -- users and API keys --------------------------------------------------------------
+
+
+async def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
+    from nubes.services import auth
+
+    database = await _database(settings)
+    try:
+        user = await auth.create_user(
+            database.engine,
+            email=args.email,
+            password=args.password,
+            organization=args.org,
+            role=args.role,
+        )
+    finally:
+        await database.dispose()
+    _emit(args, [user], ["id", "email", "organization_id", "role"])
+    return 0
+
+
+async def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
+    from nubes.services import auth
+
+    database = await _database(settings)
+    try:
+        key = await auth.create_api_key(
+            database.engine, organization=args.org, scope=args.scope, name=args.name
+        )
+    finally:
+        await database.dispose()
+    print(key["key"])  # only the key: `KEY=$(nubes apikey create)`
+    return 0
+
+
 # -- the parser -------------------------------------------------------------------------------
 
 
@@ -306,13 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nubes", description="Nubes IoT device cloud")
     parser.add_argument("--version", action="version", version=f"nubes {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
-    _simple(sub, "serve", cmd_serve, "gateway and worker in one process; migrates SQLite")
+    _simple(sub, "serve", cmd_serve, "gateway, worker and API in one process; migrates SQLite")
     _simple(sub, "gateway", cmd_gateway, "the UDP gateway alone (needs RabbitMQ)")
     _simple(sub, "worker", cmd_worker, "a pipeline worker alone (needs RabbitMQ)")
+    _simple(sub, "api", cmd_api, "the REST API alone (stateless: run as many as needed)")
     _simple(sub, "migrate", cmd_migrate, "apply database migrations")
     _device_parser(sub)
     _downlink_parser(sub)
     _reading_parsers(sub)
+    _access_parsers(sub)
     sim = sub.add_parser("sim", help="simulate CHESTER devices")
     from nubes.sim.options import add_sim_arguments
 
@@ -391,6 +436,27 @@ def _reading_parsers(sub: Any) -> None:
     which.add_argument("--serial", help="a device: its latest datagrams, in any session")
     packets.add_argument("--limit", type=int, default=1000)
     packets.add_argument("--json", action="store_true")
+
+
+def _access_parsers(sub: Any) -> None:
+    from nubes.services.auth import ROLES, SCOPES
+
+    user_group = sub.add_parser("user", help="manage users")
+    user_group.set_defaults(group_parser=user_group)
+    user = user_group.add_subparsers(metavar="ACTION")
+    create = _simple(user, "create", cmd_user_create, "create a user in an organization")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", required=True, help="at least 8 characters")
+    create.add_argument("--org", default=devices.DEFAULT_ORGANIZATION, help="created if new")
+    create.add_argument("--role", default="member", choices=ROLES)
+    create.add_argument("--json", action="store_true")
+    key_group = sub.add_parser("apikey", help="manage API keys")
+    key_group.set_defaults(group_parser=key_group)
+    key = key_group.add_subparsers(metavar="ACTION")
+    new = _simple(key, "create", cmd_apikey_create, "create an API key; prints only the key")
+    new.add_argument("--org", default=devices.DEFAULT_ORGANIZATION, help="created if new")
+    new.add_argument("--scope", default="read", choices=SCOPES)
+    new.add_argument("--name", default="", help="to recognise the key later")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     max_device_links: int = Field(default=200_000, ge=1)
     # Downlinks not delivered within this many days expire.
     downlink_expiry_days: int = Field(default=30, ge=1)
+    # How long an access token from `POST /v1/auth/login` stays valid.
+    access_token_ttl_seconds: int = Field(default=43_200, ge=60, le=30 * 86_400)
+    # Seconds between SSE heartbeats (comments) on idle live streams.
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 
     @field_validator("database_url")
     @classmethod

@@ -26,6 +26,20 @@ end
 return v
 """
 
+# INCR a window counter; the first increment starts the window's expiry.
+_COUNT_IN_WINDOW = """
+local v = redis.call('INCR', KEYS[1])
+if v == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {v, ttl}
+"""
+
 
 class Cache(Protocol):
     """Shared counters and flags."""
@@ -44,6 +58,17 @@ class Cache(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def count(self, key: str, window_seconds: float) -> tuple[int, float]:
+        """Adds one to a counter that expires `window_seconds` after its first count.
+
+        Returns the count and the seconds left in the window (rate limits).
+        """
+        ...
+
+    async def peek_count(self, key: str) -> tuple[int, float]:
+        """The count and seconds left of a window counter, without counting."""
+        ...
+
 
 class MemoryCache:
     """In-process cache for the embedded single-node mode and unit tests."""
@@ -51,6 +76,8 @@ class MemoryCache:
     def __init__(self) -> None:
         self._counters: dict[str, int] = {}
         self._values: dict[str, tuple[bytes, float | None]] = {}
+        # Rate-limit windows: count and monotonic deadline, bounded in number.
+        self._windows: dict[str, tuple[int, float]] = {}
 
     async def start(self) -> None:
         return None
@@ -79,6 +106,28 @@ class MemoryCache:
 
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
+        self._windows.pop(key, None)
+
+    async def count(self, key: str, window_seconds: float) -> tuple[int, float]:
+        now = time.monotonic()
+        value, deadline = self._windows.get(key, (0, 0.0))
+        if deadline <= now:
+            value, deadline = 0, now + window_seconds
+        self._windows[key] = (value + 1, deadline)
+        if len(self._windows) > 100_000:
+            self._forget_ended_windows(now)
+        return value + 1, deadline - now
+
+    async def peek_count(self, key: str) -> tuple[int, float]:
+        now = time.monotonic()
+        value, deadline = self._windows.get(key, (0, 0.0))
+        if deadline <= now:
+            return 0, 0.0
+        return value, deadline - now
+
+    def _forget_ended_windows(self, now: float) -> None:
+        for key in [k for k, (_, deadline) in self._windows.items() if deadline <= now]:
+            del self._windows[key]
 
 
 class RedisCache:
@@ -119,3 +168,18 @@ class RedisCache:
 
     async def delete(self, key: str) -> None:
         await self._client.delete(self._key(key))
+
+    async def count(self, key: str, window_seconds: float) -> tuple[int, float]:
+        script = self._client.register_script(_COUNT_IN_WINDOW)
+        window_ms = max(1, int(window_seconds * 1000))
+        value, ttl_ms = await script(keys=[self._key(key)], args=[window_ms])
+        return int(value), int(ttl_ms) / 1000
+
+    async def peek_count(self, key: str) -> tuple[int, float]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(self._key(key))
+            pipe.pttl(self._key(key))
+            value, ttl_ms = await pipe.execute()
+        if value is None or int(ttl_ms) <= 0:
+            return 0, 0.0
+        return int(value), int(ttl_ms) / 1000

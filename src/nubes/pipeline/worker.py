@@ -30,6 +30,7 @@ from nubes.codec import codec_from_cbor, decode
 from nubes.errors import CodecError
 from nubes.pipeline.broker import MESSAGE_STORED, UPLINK, Broker
 from nubes.pipeline.codecbook import CodecBook
+from nubes.pipeline.live import Live
 from nubes.pipeline.records import Batch, Record, read_batch
 from nubes.pipeline.rows import (
     add_session,
@@ -60,9 +61,12 @@ DATA_OFFSET = 9  # type byte + 8 hash bytes
 class Worker:
     """Consumes `uplink`, writes the database, publishes `message.stored`."""
 
-    def __init__(self, engine: AsyncEngine, broker: Broker, prefetch: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, broker: Broker, prefetch: int, live: Live | None = None
+    ) -> None:
         self._engine = engine
         self._broker = broker
+        self._live = live
         self._prefetch = prefetch
         self._ingest = Ingest(engine)
         self._codecs = CodecBook(engine)
@@ -300,6 +304,7 @@ class Worker:
             return True
         events = [stored_event(row) for row in rows]
         body = orjson.dumps({"v": 1, "messages": events}, default=str)
+        await self._tell_live_streams(body)
         try:
             await self._broker.announce(MESSAGE_STORED, body)
         except Exception:
@@ -309,6 +314,15 @@ class Worker:
             log.exception("message.stored not announced for %d messages", len(rows))
             return False
         return True
+
+    async def _tell_live_streams(self, body: bytes) -> None:
+        """Best effort: a stream that misses a batch replays it from the database."""
+        if self._live is None:
+            return
+        try:
+            await self._live.publish(body)
+        except Exception as err:
+            log.warning("live streams not told of %d bytes of messages: %s", len(body), err)
 
     async def _announce_again(self, batches: list[Batch]) -> None:
         """Announces the messages of batches stored before, once more.

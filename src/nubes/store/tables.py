@@ -87,6 +87,7 @@ groups = sa.Table(
     sa.Column("organization_id", sa.Uuid(), sa.ForeignKey("organizations.id"), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     _created_at(),
+    sa.Column("updated_at", UTCDateTime(), nullable=True),
     sa.UniqueConstraint("organization_id", "name"),
 )
 
@@ -147,6 +148,9 @@ codecs = sa.Table(
     sa.Column("cbor", sa.LargeBinary(), nullable=True),  # the bytes the hash covers
     sa.Column("yaml", sa.Text(), nullable=True),
     sa.Column("source", sa.String(8), nullable=False),  # device | user
+    # v1 compatibility: cbor | protobuf | javascript, and who wrote it.
+    sa.Column("decoder_type", sa.String(16), nullable=True),
+    sa.Column("author_ids", JSONType, nullable=True),
     _created_at(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("organization_id", "hash"),
@@ -257,4 +261,81 @@ pipeline_batches = sa.Table(
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("stored_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("announced_at", UTCDateTime(), nullable=True),
+)
+
+# People. Passwords are argon2 hashes; the TOTP secret must be read back to
+# check a code, so it is stored as is (base32) and never returned.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),  # lowercased
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("password_hash", sa.Text(), nullable=False),
+    sa.Column("totp_secret", sa.String(64), nullable=True),
+    sa.Column("totp_enabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    _created_at(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("last_login_at", UTCDateTime(), nullable=True),
+)
+
+# A user's role in an organization: owner | admin | member | viewer.
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("organization_id", sa.Uuid(), sa.ForeignKey("organizations.id"), primary_key=True),
+    sa.Column("role", sa.String(8), nullable=False),
+    _created_at(),
+    sa.Index(None, "organization_id"),
+)
+
+# Keys are 256-bit random strings: a SHA-256 of the whole key is enough to
+# find and check one (argon2 is for guessable secrets). `prefix` is the
+# visible start of the key, so people can tell their keys apart.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("organization_id", sa.Uuid(), sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scope", sa.String(8), nullable=False),  # read | write | admin
+    sa.Column("created_by", sa.Uuid(), nullable=True),
+    _created_at(),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "organization_id"),
+)
+
+# Sign-in tokens (opaque, hashed like API keys); logout revokes one.
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    _created_at(),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "user_id"),
+)
+
+# Who changed what, per organization; never holds a secret's value.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", sa.Uuid(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor_type", sa.String(8), nullable=False),  # user | api_key | system
+    sa.Column("actor_id", sa.Uuid(), nullable=True),
+    sa.Column("actor_label", sa.String(254), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),  # e.g. device.update
+    sa.Column("object_type", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(64), nullable=True),
+    sa.Column("details", JSONType, nullable=True),
+    sa.Index(None, "organization_id", "at"),
 )

@@ -1,0 +1,1 @@
+"""The public REST API: FastAPI, one router per resource, logic in services."""

@@ -1,0 +1,1 @@
+"""One router per resource; `nubes.api.app` includes them all."""

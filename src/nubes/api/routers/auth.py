@@ -1,0 +1,221 @@
+"""Signing in and out, the caller's identity, and the second factor (TOTP).
+
+`POST /v1/auth/login` answers an opaque access token (OAuth2-style body).
+With TOTP enabled, the same request must carry `totp`; without it the answer
+is 401 with code `totp_required`, which tells a client to ask for the code
+and send the request again. Failures count toward the rate limit of the
+source address and of the account.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from nubes.api import ratelimit
+from nubes.api.deps import ContextDep, PrincipalDep, source_of
+from nubes.api.errors import ApiError
+from nubes.services import audit, auth
+from nubes.store import tables as t
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+class LoginRequest(BaseModel):
+    email: str = Field(max_length=254, examples=["admin@localhost"])
+    password: str = Field(max_length=1024)
+    totp: str | None = Field(
+        default=None, max_length=12, description="The current code, when TOTP is enabled"
+    )
+
+
+class LoginResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires")
+
+
+class Membership(BaseModel):
+    organization_id: uuid.UUID
+    organization_name: str
+    role: str
+
+
+class Me(BaseModel):
+    kind: Literal["user", "api_key"]
+    id: uuid.UUID
+    email: str | None = None
+    label: str
+    totp_enabled: bool = False
+    organizations: list[Membership]
+
+
+class TotpSetup(BaseModel):
+    secret: str = Field(description="Base32 secret for the authenticator app")
+    uri: str = Field(description="otpauth:// URI (show it as a QR code)")
+
+
+class TotpCode(BaseModel):
+    code: str = Field(min_length=6, max_length=12)
+
+
+class TotpDisable(BaseModel):
+    password: str = Field(max_length=1024)
+
+
+@router.post(
+    "/login",
+    summary="Sign in with email and password (and a TOTP code when enabled)",
+    response_model=LoginResponse,
+)
+async def login(body: LoginRequest, request: Request, ctx: ContextDep) -> LoginResponse:
+    source = source_of(request)
+    await ratelimit.check(ctx.cache, source, body.email)
+    result = await auth.login(
+        ctx.engine, body.email, body.password, body.totp, ctx.settings.access_token_ttl_seconds
+    )
+    if result.ok and result.token is not None:
+        return LoginResponse(access_token=result.token, expires_in=result.expires_in)
+    if result.reason == "totp_required":
+        raise ApiError(401, "totp_required", "this account needs a TOTP code: send `totp` too")
+    await ratelimit.failed(ctx.cache, source, body.email)
+    if result.reason == "bad_totp":
+        raise ApiError(401, "bad_totp", "wrong or expired TOTP code")
+    raise ApiError(401, "bad_credentials", "wrong email or password")
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="Revoke the access token of this request",
+    response_class=Response,
+)
+async def logout(principal: PrincipalDep, ctx: ContextDep) -> Response:
+    if principal.token_id is None:
+        raise ApiError(400, "bad_request", "API keys are revoked through /v1/api-keys, not logout")
+    await auth.revoke_token(ctx.engine, principal.token_id)
+    return Response(status_code=204)
+
+
+@router.get("/me", summary="Who the credentials belong to", response_model=Me)
+async def me(principal: PrincipalDep, ctx: ContextDep) -> Me:
+    o = t.organizations
+    ids = list(principal.levels)
+    async with ctx.engine.connect() as conn:
+        names = {
+            row.id: row.name
+            for row in await conn.execute(sa.select(o.c.id, o.c.name).where(o.c.id.in_(ids)))
+        }
+        totp_enabled = False
+        if principal.kind == "user":
+            u = t.users
+            query = sa.select(u.c.totp_enabled).where(u.c.id == principal.id)
+            totp_enabled = bool((await conn.execute(query)).scalar())
+    roles = {level: role for role, level in auth.ROLE_LEVEL.items()}
+    memberships = [
+        Membership(organization_id=org, organization_name=names.get(org, ""), role=roles[level])
+        for org, level in principal.levels.items()
+    ]
+    return Me(
+        kind="user" if principal.kind == "user" else "api_key",
+        id=principal.id,
+        email=principal.label if principal.kind == "user" else None,
+        label=principal.label,
+        totp_enabled=totp_enabled,
+        organizations=sorted(memberships, key=lambda m: m.organization_name),
+    )
+
+
+def _user_only(principal: auth.Principal) -> uuid.UUID:
+    if principal.kind != "user":
+        raise ApiError(403, "forbidden", "only a signed-in user has a second factor")
+    return principal.id
+
+
+@router.post(
+    "/totp/setup",
+    summary="Start enabling TOTP: a new secret, confirmed by /totp/enable",
+    response_model=TotpSetup,
+)
+async def totp_setup(principal: PrincipalDep, ctx: ContextDep) -> TotpSetup:
+    user_id = _user_only(principal)
+    u = t.users
+    async with ctx.engine.begin() as conn:
+        enabled = (
+            await conn.execute(sa.select(u.c.totp_enabled).where(u.c.id == user_id))
+        ).scalar()
+        if enabled:
+            raise ApiError(409, "conflict", "TOTP is enabled already: disable it first")
+        secret = auth.new_totp_secret()
+        await conn.execute(
+            sa.update(u)
+            .where(u.c.id == user_id)
+            .values(totp_secret=secret, updated_at=datetime.now(UTC))
+        )
+    return TotpSetup(secret=secret, uri=auth.totp_uri(secret, principal.label))
+
+
+@router.post(
+    "/totp/enable",
+    status_code=204,
+    summary="Enable TOTP by proving the authenticator has the secret",
+    response_class=Response,
+)
+async def totp_enable(
+    body: TotpCode, principal: PrincipalDep, ctx: ContextDep, request: Request
+) -> Response:
+    user_id = _user_only(principal)
+    u = t.users
+    async with ctx.engine.begin() as conn:
+        secret = (await conn.execute(sa.select(u.c.totp_secret).where(u.c.id == user_id))).scalar()
+        if not secret:
+            raise ApiError(409, "conflict", "call /v1/auth/totp/setup first")
+        if not auth.check_totp(secret, body.code):
+            await ratelimit.failed(ctx.cache, source_of(request), principal.label)
+            raise ApiError(400, "bad_totp", "wrong or expired TOTP code")
+        await conn.execute(
+            sa.update(u)
+            .where(u.c.id == user_id)
+            .values(totp_enabled=True, updated_at=datetime.now(UTC))
+        )
+        for organization_id in principal.levels:
+            await audit.record(
+                conn, principal.actor, organization_id, "user.totp_enable", "user", user_id
+            )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/totp/disable",
+    status_code=204,
+    summary="Disable TOTP (needs the password)",
+    response_class=Response,
+)
+async def totp_disable(
+    body: TotpDisable, principal: PrincipalDep, ctx: ContextDep, request: Request
+) -> Response:
+    user_id = _user_only(principal)
+    u = t.users
+    async with ctx.engine.connect() as conn:
+        password_hash = (
+            await conn.execute(sa.select(u.c.password_hash).where(u.c.id == user_id))
+        ).scalar()
+    if not await auth.verify_password(password_hash, body.password):
+        await ratelimit.failed(ctx.cache, source_of(request), principal.label)
+        raise ApiError(400, "bad_credentials", "wrong password")
+    async with ctx.engine.begin() as conn:
+        await conn.execute(
+            sa.update(u)
+            .where(u.c.id == user_id)
+            .values(totp_enabled=False, totp_secret=None, updated_at=datetime.now(UTC))
+        )
+        for organization_id in principal.levels:
+            await audit.record(
+                conn, principal.actor, organization_id, "user.totp_disable", "user", user_id
+            )
+    return Response(status_code=204)

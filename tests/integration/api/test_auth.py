@@ -1,0 +1,181 @@
+"""Sign-in, tokens, TOTP, API keys, rate limits: the routes of auth.py and keys.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from api_kit import Api
+from nubes.services import auth
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "correct horse battery"
+
+
+async def _user(api: Api, email: str = "ada@example.com", role: str = "member") -> None:
+    await auth.create_user(
+        api.engine, email=email, password=PASSWORD, organization=api.a.name, role=role
+    )
+
+
+async def _login(api: Api, email: str = "ada@example.com", **extra: str) -> str:
+    response = await api.client.post(
+        "/v1/auth/login", json={"email": email, "password": PASSWORD, **extra}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == api.ctx.settings.access_token_ttl_seconds
+    token: str = body["access_token"]
+    return token
+
+
+async def test_login_gives_a_token_that_names_the_user(api: Api) -> None:
+    await _user(api, "Ada@Example.com", role="viewer")
+    token = await _login(api, "ada@example.com")
+    me = await api.client.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    body = me.json()
+    assert body["kind"] == "user"
+    assert body["email"] == "ada@example.com"
+    assert body["organizations"] == [
+        {
+            "organization_id": str(api.a.organization_id),
+            "organization_name": "tenant-a",
+            "role": "viewer",
+        }
+    ]
+
+
+async def test_wrong_password_and_unknown_email_answer_the_same(api: Api) -> None:
+    await _user(api)
+    wrong = await api.client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": "nope-nope"}
+    )
+    unknown = await api.client.post(
+        "/v1/auth/login", json={"email": "bob@example.com", "password": PASSWORD}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert wrong.json()["error"]["code"] == "bad_credentials"
+
+
+async def test_logout_revokes_the_token(api: Api) -> None:
+    await _user(api)
+    token = await _login(api)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await api.client.post("/v1/auth/logout", headers=headers)).status_code == 204
+    after = await api.client.get("/v1/auth/me", headers=headers)
+    assert after.status_code == 401
+    assert after.json()["error"]["code"] == "unauthorized"
+
+
+async def test_totp_is_asked_for_once_enabled(api: Api) -> None:
+    await _user(api)
+    headers = {"Authorization": f"Bearer {await _login(api)}"}
+    setup = (await api.client.post("/v1/auth/totp/setup", headers=headers)).json()
+    assert setup["uri"].startswith("otpauth://totp/")
+    bad = await api.client.post("/v1/auth/totp/enable", headers=headers, json={"code": "000000"})
+    if auth.totp_code(setup["secret"]) != "000000":
+        assert bad.status_code == 400
+    code = auth.totp_code(setup["secret"])
+    enabled = await api.client.post("/v1/auth/totp/enable", headers=headers, json={"code": code})
+    assert enabled.status_code == 204
+    without = await api.client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert without.status_code == 401
+    assert without.json()["error"]["code"] == "totp_required"
+    await _login(api, totp=auth.totp_code(setup["secret"]))
+
+
+def test_totp_matches_the_rfc_6238_vector() -> None:
+    # RFC 6238 appendix B, SHA-1, T = 59 s: 94287082 (8 digits) -> last 6 digits.
+    secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # base32 of "12345678901234567890"
+    assert auth.totp_code(secret, at=59) == "287082"
+    assert auth.totp_code(secret, at=1111111109) == "081804"
+
+
+async def test_api_keys_by_header_and_bearer(api: Api) -> None:
+    key = api.a.keys["read"]
+    for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key}):
+        response = await api.client.get("/v1/auth/me", headers=headers)
+        assert response.status_code == 200
+        assert response.json()["organizations"][0]["role"] == "viewer"
+
+
+async def test_a_key_is_shown_once_listed_without_secret_and_revocable(api: Api) -> None:
+    created = await api.client.post(
+        f"/v1/organizations/{api.a.organization_id}/api-keys",
+        headers=api.a.headers("admin"),
+        json={"name": "ci", "scope": "write"},
+    )
+    assert created.status_code == 201
+    key = created.json()["key"]
+    assert key.startswith(created.json()["prefix"])
+    listing = await api.client.get(
+        f"/v1/organizations/{api.a.organization_id}/api-keys", headers=api.a.headers("admin")
+    )
+    assert listing.status_code == 200
+    assert int(listing.headers["x-total"]) == 4
+    assert key not in listing.text
+    key_id = created.json()["id"]
+    revoked = await api.client.delete(f"/v1/api-keys/{key_id}", headers=api.a.headers("admin"))
+    assert revoked.status_code == 204
+    assert (await api.client.get("/v1/auth/me", headers={"X-API-Key": key})).status_code == 401
+
+
+async def test_keys_need_admin_and_stay_in_their_tenant(api: Api) -> None:
+    path = f"/v1/organizations/{api.a.organization_id}/api-keys"
+    assert (await api.client.get(path, headers=api.a.headers("write"))).status_code == 403
+    assert (await api.client.get(path, headers=api.b.headers("admin"))).status_code == 404
+    created = await api.client.post(path, headers=api.a.headers("admin"), json={})
+    key_id = created.json()["id"]
+    other = await api.client.delete(f"/v1/api-keys/{key_id}", headers=api.b.headers("admin"))
+    assert other.status_code == 404
+
+
+async def test_repeated_failures_are_rate_limited_with_retry_after(api: Api) -> None:
+    await _user(api)
+    statuses = []
+    for _ in range(12):
+        response = await api.client.post(
+            "/v1/auth/login", json={"email": "ada@example.com", "password": "wrong-wrong"}
+        )
+        statuses.append(response.status_code)
+    assert statuses[:10] == [401] * 10
+    assert statuses[-1] == 429
+    # Even the right password is refused while the account is blocked.
+    blocked = await api.client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) > 0
+    assert blocked.json()["error"]["code"] == "rate_limited"
+
+
+async def test_bad_keys_are_rate_limited_per_source(api: Api) -> None:
+    for _ in range(20):
+        response = await api.client.get("/v1/auth/me", headers={"X-API-Key": "nbk_guess"})
+        assert response.status_code == 401
+    limited = await api.client.get("/v1/auth/me", headers=api.a.headers("read"))
+    assert limited.status_code == 429
+    assert "Retry-After" in limited.headers
+
+
+async def test_oversized_bodies_are_refused(api: Api) -> None:
+    response = await api.client.post(
+        "/v1/auth/login",
+        content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_validation_errors_have_the_error_shape(api: Api) -> None:
+    response = await api.client.post("/v1/auth/login", json={"email": 3})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert isinstance(error["details"], list)
