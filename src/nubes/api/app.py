@@ -100,10 +100,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         groups,
         devices,
         codecs,
+        # Before messages: /v1/messages/stream must not be taken for a message id.
+        live,
         messages,
         sessions,
         downlinks,
-        live,
     ):
         app.include_router(module.router)
 
