@@ -23,6 +23,12 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class Nubes:
     """Runs `nubes` commands with one environment; keeps long-running ones."""
 
@@ -80,6 +86,10 @@ class Nubes:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['NUBES_HTTP_PORT']}"
+
     def logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for _, path in self.processes)
 
@@ -93,6 +103,7 @@ def nubes_factory(tmp_path: Path) -> Iterator[Any]:
             "NUBES_BIND": "127.0.0.1",
             "NUBES_FLAP_RAW_PORT": str(free_udp_port()),
             "NUBES_FLAP_BASE64_PORT": str(free_udp_port()),
+            "NUBES_HTTP_PORT": str(free_tcp_port()),
             "NUBES_DEVICE_REFRESH_SECONDS": "0.2",
         }
         instance = Nubes({**base, **env}, tmp_path)

@@ -82,6 +82,8 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or invalid credentials"},
     403: {"model": ErrorResponse, "description": "The credentials do not allow this"},
     404: {"model": ErrorResponse, "description": "No such object in your organizations"},
+    409: {"model": ErrorResponse, "description": "Conflicts with the stored state"},
+    413: {"model": ErrorResponse, "description": "Request body too large"},
     422: {"model": ErrorResponse, "description": "Invalid parameters or body"},
     429: {"model": ErrorResponse, "description": "Too many failed attempts; see Retry-After"},
 }
