@@ -89,6 +89,33 @@ async def test_totp_is_asked_for_once_enabled(api: Api) -> None:
     await _login(api, totp=auth.totp_code(setup["secret"]))
 
 
+async def test_changing_the_password_revokes_other_tokens(api: Api) -> None:
+    await _user(api)
+    this, other = await _login(api), await _login(api)
+    changed = await api.client.post(
+        "/v1/auth/password",
+        headers={"Authorization": f"Bearer {this}"},
+        json={"current_password": PASSWORD, "new_password": "another long one"},
+    )
+    assert changed.status_code == 204
+    assert (
+        await api.client.get("/v1/auth/me", headers={"Authorization": f"Bearer {this}"})
+    ).status_code == 200
+    assert (
+        await api.client.get("/v1/auth/me", headers={"Authorization": f"Bearer {other}"})
+    ).status_code == 401
+    old = await api.client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert old.status_code == 401
+    wrong = await api.client.post(
+        "/v1/auth/password",
+        headers={"Authorization": f"Bearer {this}"},
+        json={"current_password": "not it at all", "new_password": "a third long one"},
+    )
+    assert wrong.status_code == 400
+
+
 def test_totp_matches_the_rfc_6238_vector() -> None:
     # RFC 6238 appendix B, SHA-1, T = 59 s: 94287082 (8 digits) -> last 6 digits.
     secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # base32 of "12345678901234567890"

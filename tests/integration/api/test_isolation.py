@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 NO_OBJECT = {
     ("post", "/v1/auth/login"),
     ("post", "/v1/auth/logout"),
+    ("post", "/v1/auth/password"),
     ("post", "/v1/auth/totp/setup"),
     ("post", "/v1/auth/totp/enable"),
     ("post", "/v1/auth/totp/disable"),

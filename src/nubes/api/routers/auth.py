@@ -64,6 +64,11 @@ class TotpCode(BaseModel):
     code: str = Field(min_length=6, max_length=12)
 
 
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(min_length=auth.MIN_PASSWORD, max_length=1024)
+
+
 class TotpDisable(BaseModel):
     password: str = Field(max_length=1024)
 
@@ -99,6 +104,42 @@ async def logout(principal: PrincipalDep, ctx: ContextDep) -> Response:
     if principal.token_id is None:
         raise ApiError(400, "bad_request", "API keys are revoked through /v1/api-keys, not logout")
     await auth.revoke_token(ctx.engine, principal.token_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/password",
+    status_code=204,
+    summary="Change your password; your other sign-in tokens are revoked",
+    response_class=Response,
+)
+async def change_password(
+    body: PasswordChange, principal: PrincipalDep, ctx: ContextDep, request: Request
+) -> Response:
+    user_id = _user_only(principal)
+    u, a = t.users, t.access_tokens
+    async with ctx.engine.connect() as conn:
+        password_hash = (
+            await conn.execute(sa.select(u.c.password_hash).where(u.c.id == user_id))
+        ).scalar()
+    if not await auth.verify_password(password_hash, body.current_password):
+        await ratelimit.failed(ctx.cache, source_of(request), principal.label)
+        raise ApiError(400, "bad_credentials", "wrong current password")
+    new_hash = await auth.hash_password(body.new_password)
+    now = datetime.now(UTC)
+    async with ctx.engine.begin() as conn:
+        await conn.execute(
+            sa.update(u).where(u.c.id == user_id).values(password_hash=new_hash, updated_at=now)
+        )
+        await conn.execute(
+            sa.update(a)
+            .where(a.c.user_id == user_id, a.c.id != principal.token_id, a.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        for organization_id in principal.levels:
+            await audit.record(
+                conn, principal.actor, organization_id, "user.password_change", "user", user_id
+            )
     return Response(status_code=204)
 
 
