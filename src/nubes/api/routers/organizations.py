@@ -1,7 +1,395 @@
-"""Routes of the organizations resource (to be filled)."""
+"""Organizations, their members and their audit log.
+
+`GET /v1/organizations` lists the caller's organizations (v1 shape: `id`,
+`name`, `created_at`). A signed-in user creates organizations and becomes
+their owner; API keys belong to one organization and cannot. Renaming
+needs admin access, as do members and the audit log; only owners grant or
+take away `owner`, and the last owner stays (409).
+
+Adding a member names an existing user by email; with a `password` too, a
+user who does not exist yet is created (the password of an existing user is
+never changed this way).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, Field
+
+from nubes.api.deps import ADMIN, OWNER, READ, ContextDep, Principal, PrincipalDep, require_level
+from nubes.api.errors import ApiError, ErrorResponse, forbidden, not_found
+from nubes.api.paging import TOTAL_HEADER, Limit, Offset, SortOrder, set_total
+from nubes.services import organizations as service
+from nubes.services.organizations import AuditFilter, Page
 
 router = APIRouter(tags=["organizations"])
+
+TEXT_PATTERN = r"^[^\x00]*$"
+Role = Literal["owner", "admin", "member", "viewer"]
+OrganizationId = Annotated[uuid.UUID, Path(description="The organization's id")]
+UserId = Annotated[uuid.UUID, Path(description="The member's user id")]
+OrganizationName = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
+
+
+def _conflict(what: str) -> dict[int | str, dict[str, Any]]:
+    return {409: {"model": ErrorResponse, "description": what}}
+
+
+class Organization(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class OrganizationCreate(BaseModel):
+    name: OrganizationName
+
+
+class OrganizationUpdate(BaseModel):
+    name: OrganizationName
+
+
+class Member(BaseModel):
+    id: uuid.UUID = Field(description="The user's id")
+    email: str
+    role: Role
+    created_at: datetime = Field(description="When the user joined the organization")
+
+
+class MemberCreate(BaseModel):
+    email: str = Field(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^\s\x00@]+@[^\s\x00@]+$",
+        examples=["ada@example.com"],
+    )
+    role: Role = "member"
+    password: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=1024,
+        description="Creates the user when no user has this email yet",
+    )
+
+
+class MemberUpdate(BaseModel):
+    role: Role
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor_type: Literal["user", "api_key", "system"]
+    actor_id: uuid.UUID | None
+    actor_label: str
+    action: str = Field(examples=["device.update"])
+    object_type: str
+    object_id: str | None
+    details: dict[str, Any] | None = Field(description="What changed; never a secret's value")
+
+
+def organization_for(
+    principal: Principal, organization_id: uuid.UUID | None, minimum: int
+) -> uuid.UUID:
+    """The organization named, or the caller's only one; checked against `minimum`."""
+    if organization_id is None:
+        candidates = principal.organizations(READ)
+        if len(candidates) != 1:
+            raise ApiError(
+                422,
+                "organization_required",
+                "name the organization with organization_id (you belong to "
+                f"{len(candidates)} organizations)",
+            )
+        organization_id = candidates[0]
+    require_level(principal, organization_id, minimum, "organization")
+    return organization_id
+
+
+@router.get(
+    "/v1/organizations",
+    summary="List your organizations",
+    response_model=list[Organization],
+    responses={200: {"headers": TOTAL_HEADER}},
+)
+async def list_organizations(
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    response: Response,
+    sort_field: Annotated[
+        Literal["name", "created_at"], Query(description="Order by this field")
+    ] = "name",
+    sort_order: SortOrder = "asc",
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> list[Organization]:
+    page = Page(sort_field, sort_order == "desc", offset, limit)
+    total, rows = await service.list_organizations(ctx.engine, principal.organizations(READ), page)
+    set_total(response, total)
+    return [Organization.model_validate(row) for row in rows]
+
+
+@router.post(
+    "/v1/organizations",
+    status_code=201,
+    summary="Create an organization (signed-in users; you become its owner)",
+    response_model=Organization,
+    responses=_conflict("The name is taken"),
+)
+async def create_organization(
+    body: OrganizationCreate, principal: PrincipalDep, ctx: ContextDep
+) -> Organization:
+    if principal.kind != "user":
+        raise forbidden("only a signed-in user can create organizations, not an API key")
+    row = await service.create_organization(ctx.engine, body.name, principal.actor)
+    return Organization.model_validate(row)
+
+
+async def _organization(
+    ctx: ContextDep, principal: Principal, organization_id: uuid.UUID, minimum: int
+) -> dict[str, Any]:
+    require_level(principal, organization_id, minimum, "organization")
+    async with ctx.engine.connect() as conn:
+        row = await service.find_organization(conn, organization_id)
+    if row is None:
+        raise not_found("organization")
+    return row
+
+
+@router.get(
+    "/v1/organizations/{organization_id}",
+    summary="Show an organization",
+    response_model=Organization,
+)
+@router.get(
+    "/v1/organization/{organization_id}",
+    summary="Show an organization (v1 path)",
+    response_model=Organization,
+)
+async def get_organization(
+    organization_id: OrganizationId, principal: PrincipalDep, ctx: ContextDep
+) -> Organization:
+    return Organization.model_validate(await _organization(ctx, principal, organization_id, READ))
+
+
+async def _rename(
+    organization_id: uuid.UUID, body: OrganizationUpdate, principal: Principal, ctx: ContextDep
+) -> Organization:
+    await _organization(ctx, principal, organization_id, ADMIN)
+    row = await service.rename_organization(ctx.engine, organization_id, body.name, principal.actor)
+    return Organization.model_validate(row)
+
+
+@router.put(
+    "/v1/organizations/{organization_id}",
+    summary="Rename an organization (admin access)",
+    response_model=Organization,
+    responses=_conflict("The name is taken"),
+)
+@router.put(
+    "/v1/organization/{organization_id}",
+    summary="Rename an organization (v1 path; admin access)",
+    response_model=Organization,
+    responses=_conflict("The name is taken"),
+)
+async def put_organization(
+    organization_id: OrganizationId,
+    body: OrganizationUpdate,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> Organization:
+    return await _rename(organization_id, body, principal, ctx)
+
+
+@router.patch(
+    "/v1/organizations/{organization_id}",
+    summary="Rename an organization (admin access)",
+    response_model=Organization,
+    responses=_conflict("The name is taken"),
+)
+async def patch_organization(
+    organization_id: OrganizationId,
+    body: OrganizationUpdate,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> Organization:
+    return await _rename(organization_id, body, principal, ctx)
+
+
+# --- members ----------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/organizations/{organization_id}/members",
+    summary="List the members of an organization",
+    response_model=list[Member],
+    responses={200: {"headers": TOTAL_HEADER}},
+)
+async def list_members(
+    organization_id: OrganizationId,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    response: Response,
+    sort_field: Annotated[
+        Literal["email", "role", "created_at"], Query(description="Order by this field")
+    ] = "email",
+    sort_order: SortOrder = "asc",
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> list[Member]:
+    require_level(principal, organization_id, READ, "organization")
+    page = Page(sort_field, sort_order == "desc", offset, limit)
+    total, rows = await service.list_members(ctx.engine, organization_id, page)
+    set_total(response, total)
+    return [Member.model_validate(row) for row in rows]
+
+
+@router.post(
+    "/v1/organizations/{organization_id}/members",
+    status_code=201,
+    summary="Add a member (admin access; owners only for the owner role)",
+    response_model=Member,
+    responses=_conflict("The user is a member already"),
+)
+async def add_member(
+    organization_id: OrganizationId, body: MemberCreate, principal: PrincipalDep, ctx: ContextDep
+) -> Member:
+    minimum = OWNER if body.role == "owner" else ADMIN
+    require_level(principal, organization_id, minimum, "organization")
+    try:
+        row = await service.add_member(
+            ctx.engine,
+            organization_id,
+            email=body.email,
+            role=body.role,
+            password=body.password,
+            actor=principal.actor,
+        )
+    except ValueError as err:
+        raise ApiError(422, "validation_error", str(err)) from err
+    return Member.model_validate(row)
+
+
+async def _member(
+    ctx: ContextDep, organization_id: uuid.UUID, user_id: uuid.UUID
+) -> dict[str, Any]:
+    async with ctx.engine.connect() as conn:
+        row = await service.find_member(conn, organization_id, user_id)
+    if row is None:
+        raise not_found("member")
+    return row
+
+
+async def _set_role(
+    organization_id: uuid.UUID,
+    user_id: uuid.UUID,
+    body: MemberUpdate,
+    principal: Principal,
+    ctx: ContextDep,
+) -> Member:
+    require_level(principal, organization_id, ADMIN, "organization")
+    member = await _member(ctx, organization_id, user_id)
+    if "owner" in (member["role"], body.role):
+        require_level(principal, organization_id, OWNER, "organization")
+    row = await service.set_role(ctx.engine, organization_id, user_id, body.role, principal.actor)
+    return Member.model_validate(row)
+
+
+@router.put(
+    "/v1/organizations/{organization_id}/members/{user_id}",
+    summary="Change a member's role (admin access; owners only around `owner`)",
+    response_model=Member,
+    responses=_conflict("The last owner cannot be demoted"),
+)
+async def put_member(
+    organization_id: OrganizationId,
+    user_id: UserId,
+    body: MemberUpdate,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> Member:
+    return await _set_role(organization_id, user_id, body, principal, ctx)
+
+
+@router.patch(
+    "/v1/organizations/{organization_id}/members/{user_id}",
+    summary="Change a member's role (admin access; owners only around `owner`)",
+    response_model=Member,
+    responses=_conflict("The last owner cannot be demoted"),
+)
+async def patch_member(
+    organization_id: OrganizationId,
+    user_id: UserId,
+    body: MemberUpdate,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> Member:
+    return await _set_role(organization_id, user_id, body, principal, ctx)
+
+
+@router.delete(
+    "/v1/organizations/{organization_id}/members/{user_id}",
+    status_code=204,
+    summary="Remove a member (admin access; owners only for owners)",
+    response_class=Response,
+    responses=_conflict("The last owner cannot be removed"),
+)
+async def remove_member(
+    organization_id: OrganizationId, user_id: UserId, principal: PrincipalDep, ctx: ContextDep
+) -> Response:
+    require_level(principal, organization_id, ADMIN, "organization")
+    member = await _member(ctx, organization_id, user_id)
+    if member["role"] == "owner":
+        require_level(principal, organization_id, OWNER, "organization")
+    await service.remove_member(ctx.engine, organization_id, user_id, principal.actor)
+    return Response(status_code=204)
+
+
+# --- the audit log ----------------------------------------------------------------
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@router.get(
+    "/v1/organizations/{organization_id}/audit",
+    summary="Who changed what in the organization, newest first (admin access)",
+    response_model=list[AuditEntry],
+    responses={200: {"headers": TOTAL_HEADER}},
+)
+async def audit_log(
+    organization_id: OrganizationId,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    response: Response,
+    since: Annotated[
+        datetime | None,
+        Query(description="From this time on (ISO 8601, or Unix seconds or milliseconds)"),
+    ] = None,
+    before: Annotated[datetime | None, Query(description="Before this time")] = None,
+    action: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=TEXT_PATTERN,
+            description="An action (`device.update`) or a family of them (`device`)",
+        ),
+    ] = None,
+    sort_field: Annotated[Literal["at"], Query(description="Order by this field")] = "at",
+    sort_order: SortOrder = "desc",
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> list[AuditEntry]:
+    require_level(principal, organization_id, ADMIN, "organization")
+    where = AuditFilter(_utc(since), _utc(before), action)
+    page = Page(sort_field, sort_order == "desc", offset, limit)
+    total, rows = await service.audit_entries(ctx.engine, organization_id, where, page)
+    set_total(response, total)
+    return [AuditEntry.model_validate(row) for row in rows]
