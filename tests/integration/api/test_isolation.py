@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from api_kit import Api, add_test_device, insert_messages
 
+from api_kit import Api, add_test_device, insert_messages
 from nubes.services import auth
 from nubes.services.downlinks import queue_shell
 from nubes.store import tables as t
@@ -144,6 +144,8 @@ def _example(schema: dict[str, Any], spec: dict[str, Any], name: str, ids: dict[
             return _example(options[0], spec, name, ids)
     if name in ids:
         return ids[name]
+    if name in FIELD_EXAMPLES and FIELD_EXAMPLES[name] is not None:
+        return FIELD_EXAMPLES[name]
     if "enum" in schema:
         return schema["enum"][0]
     if "const" in schema:
@@ -161,8 +163,7 @@ def _example(schema: dict[str, Any], spec: dict[str, Any], name: str, ids: dict[
         return _body(schema, spec, ids)
     if schema.get("format") == "uuid":
         return str(uuid.uuid4())
-    length = max(schema.get("minLength", 1), 1)
-    return "a" * length if name != "email" else "b-user@example.com"
+    return "a" * max(schema.get("minLength", 1), 1)
 
 
 def _body(schema: dict[str, Any], spec: dict[str, Any], ids: dict[str, str]) -> Any:
@@ -178,6 +179,29 @@ def _body(schema: dict[str, Any], spec: dict[str, Any], ids: dict[str, str]) -> 
         for name, field in properties.items()
         if name in schema.get("required", []) or name in ids
     }
+
+
+# Scope filters usually exclude each other: name the narrowest one.
+QUERY_PREFERENCE = ("device_id", "group_id", "organization_id")
+
+
+def _query(params: list[dict[str, Any]], ids: dict[str, str]) -> dict[str, str]:
+    names = [p["name"] for p in params if p["in"] == "query" and p["name"] in ids]
+    for name in QUERY_PREFERENCE:
+        if name in names:
+            return {name: ids[name]}
+    return {name: ids[name] for name in names[:1]}
+
+
+# Body fields whose valid values a generic example would miss.
+FIELD_EXAMPLES: dict[str, Any] = {
+    "claim_token": "00112233445566778899aabbccddeeff",
+    "psk": "00112233445566778899aabbccddeeff",
+    "serial": 400000009,
+    "email": "b-user@example.com",
+    "password": "a long password",
+    "decoder": None,
+}
 
 
 def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -204,9 +228,7 @@ async def test_another_tenant_gets_404_for_every_object_of_a(api: Api) -> None:
             if param["in"] == "path":
                 value = _path_value(path, param["name"], ids)
                 url = url.replace("{" + param["name"] + "}", value)
-        query = {
-            p["name"]: ids[p["name"]] for p in params if p["in"] == "query" and p["name"] in ids
-        }
+        query = _query(params, ids)
         body = None
         content = operation.get("requestBody", {}).get("content", {})
         if "application/json" in content:
