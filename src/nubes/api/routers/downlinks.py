@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from nubes.api.deps import READ, WRITE, ContextDep, Principal, PrincipalDep, require_level
 from nubes.api.errors import ErrorResponse, conflict, not_found
 from nubes.api.paging import TOTAL_HEADER, Limit, Offset, SortOrder, set_total
+from nubes.api.params import DeviceIdPath, DownlinkIdPath
 from nubes.services import downlinks, queries
 from nubes.services.downlinks import Built
 
@@ -118,7 +119,7 @@ async def _build(ctx: ContextDep, device: dict[str, Any], body: NewDownlink) -> 
     responses={422: _NOT_QUEUEABLE},
 )
 async def queue_downlink(
-    device_id: uuid.UUID, body: NewDownlink, principal: PrincipalDep, ctx: ContextDep
+    device_id: DeviceIdPath, body: NewDownlink, principal: PrincipalDep, ctx: ContextDep
 ) -> Downlink:
     device = await _device(ctx, principal, device_id, WRITE)
     built = await _build(ctx, device, body)
@@ -139,7 +140,7 @@ async def queue_downlink(
     responses={200: {"headers": TOTAL_HEADER}},
 )
 async def list_downlinks(
-    device_id: uuid.UUID,
+    device_id: DeviceIdPath,
     principal: PrincipalDep,
     ctx: ContextDep,
     response: Response,
@@ -167,7 +168,7 @@ async def list_downlinks(
     response_model=Downlink,
 )
 async def get_downlink(
-    downlink_id: uuid.UUID, principal: PrincipalDep, ctx: ContextDep
+    downlink_id: DownlinkIdPath, principal: PrincipalDep, ctx: ContextDep
 ) -> Downlink:
     return Downlink.model_validate(await _downlink(ctx, principal, downlink_id, READ))
 
@@ -190,7 +191,7 @@ async def _cancel(ctx: ContextDep, principal: Principal, downlink_id: uuid.UUID)
     responses={409: _FINAL},
 )
 async def cancel_downlink(
-    downlink_id: uuid.UUID, principal: PrincipalDep, ctx: ContextDep
+    downlink_id: DownlinkIdPath, principal: PrincipalDep, ctx: ContextDep
 ) -> Downlink:
     return await _cancel(ctx, principal, downlink_id)
 
@@ -203,6 +204,6 @@ async def cancel_downlink(
     responses={409: _FINAL},
 )
 async def delete_downlink(
-    downlink_id: uuid.UUID, principal: PrincipalDep, ctx: ContextDep
+    downlink_id: DownlinkIdPath, principal: PrincipalDep, ctx: ContextDep
 ) -> Downlink:
     return await _cancel(ctx, principal, downlink_id)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from nubes.api.deps import ADMIN, ContextDep, PrincipalDep, require_level
 from nubes.api.errors import not_found
 from nubes.api.paging import TOTAL_HEADER, Limit, Offset, set_total
+from nubes.api.params import ApiKeyIdPath, OrganizationIdPath
 from nubes.services import auth
 from nubes.store import tables as t
 
@@ -55,7 +56,7 @@ _PUBLIC = [c for c in t.api_keys.c if c.name != "secret_hash"]
     responses={200: {"headers": TOTAL_HEADER}},
 )
 async def list_keys(
-    organization_id: uuid.UUID,
+    organization_id: OrganizationIdPath,
     principal: PrincipalDep,
     ctx: ContextDep,
     response: Response,
@@ -88,7 +89,10 @@ async def list_keys(
     response_model=NewApiKey,
 )
 async def create_key(
-    organization_id: uuid.UUID, body: ApiKeyCreate, principal: PrincipalDep, ctx: ContextDep
+    organization_id: OrganizationIdPath,
+    body: ApiKeyCreate,
+    principal: PrincipalDep,
+    ctx: ContextDep,
 ) -> NewApiKey:
     require_level(principal, organization_id, ADMIN, "organization")
     created = await auth.create_api_key(
@@ -107,7 +111,7 @@ async def create_key(
     summary="Revoke an API key (it stops working at once)",
     response_class=Response,
 )
-async def revoke_key(key_id: uuid.UUID, principal: PrincipalDep, ctx: ContextDep) -> Response:
+async def revoke_key(key_id: ApiKeyIdPath, principal: PrincipalDep, ctx: ContextDep) -> Response:
     k = t.api_keys
     async with ctx.engine.connect() as conn:
         organization_id = (

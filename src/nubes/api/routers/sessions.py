@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from nubes.api.deps import READ, ContextDep, Principal, PrincipalDep, require_level
 from nubes.api.errors import not_found
 from nubes.api.paging import TOTAL_HEADER, Limit, Offset, SortOrder, set_total
+from nubes.api.params import DeviceIdPath
 from nubes.services import queries
 from nubes.services.queries import Page
 
@@ -107,7 +108,7 @@ async def _session(ctx: ContextDep, principal: Principal, session_id: int) -> di
     responses={200: {"headers": TOTAL_HEADER}},
 )
 async def list_sessions(
-    device_id: uuid.UUID,
+    device_id: DeviceIdPath,
     principal: PrincipalDep,
     ctx: ContextDep,
     response: Response,
@@ -170,7 +171,7 @@ async def session_log(
     responses={200: {"headers": TOTAL_HEADER}},
 )
 async def device_log(
-    device_id: uuid.UUID,
+    device_id: DeviceIdPath,
     principal: PrincipalDep,
     ctx: ContextDep,
     response: Response,
