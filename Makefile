@@ -37,6 +37,7 @@ test: $(TEST_STAMP) lint
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) var build dist src/*.egg-info
