@@ -149,6 +149,8 @@ class Runtime:
             log_config=None,
             access_log=False,
             server_header=False,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.trusted_proxies,
             timeout_graceful_shutdown=5,
         )
         server = _QuietServer(config)

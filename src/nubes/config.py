@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     downlink_expiry_days: int = Field(default=30, ge=1)
     # How long an access token from `POST /v1/auth/login` stays valid.
     access_token_ttl_seconds: int = Field(default=43_200, ge=60, le=30 * 86_400)
+    # Addresses of reverse proxies whose X-Forwarded-For / -Proto the API
+    # believes (comma-separated IPs or networks, or "*"): rate limits count
+    # the client's address, not the proxy's.
+    trusted_proxies: str = "127.0.0.1"
     # Seconds between SSE heartbeats (comments) on idle live streams.
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 

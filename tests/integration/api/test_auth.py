@@ -206,3 +206,30 @@ async def test_validation_errors_have_the_error_shape(api: Api) -> None:
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert isinstance(error["details"], list)
+
+
+async def test_the_first_start_creates_an_admin_once(api: Api) -> None:
+    # The fixture's tenants are API keys only: the database has no user yet.
+    password = await auth.bootstrap_admin(api.engine)
+    assert password is not None
+    assert len(password) >= auth.MIN_PASSWORD
+    assert await auth.bootstrap_admin(api.engine) is None
+    response = await api.client.post(
+        "/v1/auth/login", json={"email": auth.BOOTSTRAP_EMAIL, "password": password}
+    )
+    assert response.status_code == 200
+    token = response.json()["access_token"]
+    me = await api.client.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert [(o["organization_name"], o["role"]) for o in me.json()["organizations"]] == [
+        ("default", "owner")
+    ]
+
+
+async def test_each_source_has_its_own_limit(api: Api) -> None:
+    from nubes.api import ratelimit
+
+    for _ in range(ratelimit.SOURCE_LIMIT):
+        await ratelimit.failed(api.ctx.cache, "203.0.113.7")
+    with pytest.raises(ratelimit.ApiError):
+        await ratelimit.check(api.ctx.cache, "203.0.113.7")
+    await ratelimit.check(api.ctx.cache, "203.0.113.8")

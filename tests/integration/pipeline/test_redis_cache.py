@@ -42,3 +42,21 @@ async def test_values_expire(cache: RedisCache) -> None:
     assert await cache.get("flag") == b"1"
     await asyncio.sleep(0.25)
     assert await cache.get("flag") is None
+
+
+async def test_window_counts_are_shared_and_expire(
+    cache: RedisCache, redis_url: str, unique_prefix: str
+) -> None:
+    other = RedisCache(redis_url, unique_prefix)
+    await other.start()
+    try:
+        assert await cache.peek_count("ratelimit:x") == (0, 0.0)
+        counts = await asyncio.gather(*(other.count("ratelimit:x", 0.3) for _ in range(10)))
+        assert sorted(count for count, _ in counts) == list(range(1, 11))
+        seen, left = await cache.peek_count("ratelimit:x")
+        assert seen == 10
+        assert 0 < left <= 0.3
+        await asyncio.sleep(0.45)
+        assert await cache.peek_count("ratelimit:x") == (0, 0.0)
+    finally:
+        await other.close()

@@ -24,3 +24,16 @@ async def test_values_expire() -> None:
     await cache.set("k", b"w")
     await cache.delete("k")
     assert await cache.get("k") is None
+
+
+async def test_window_counts_grow_then_start_over() -> None:
+    cache = MemoryCache()
+    assert await cache.peek_count("fails") == (0, 0.0)
+    first, left = await cache.count("fails", 0.1)
+    assert first == 1
+    assert 0 < left <= 0.1
+    assert (await cache.count("fails", 0.1))[0] == 2
+    assert (await cache.peek_count("fails"))[0] == 2
+    await asyncio.sleep(0.15)
+    assert await cache.peek_count("fails") == (0, 0.0)
+    assert (await cache.count("fails", 0.1))[0] == 1
