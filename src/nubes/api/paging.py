@@ -22,6 +22,16 @@ Limit = Annotated[
 SortOrder = Annotated[Literal["asc", "desc"], Query(description="Ascending or descending")]
 
 
+# Lists ordered by one time only still take `sort_field` (v1 clients send it).
+ByCreation = Annotated[
+    Literal["created_at"], Query(description="The field to sort by: `created_at` (the only one)")
+]
+ByStart = Annotated[
+    Literal["started_at"], Query(description="The field to sort by: `started_at` (the only one)")
+]
+ByTime = Annotated[Literal["at"], Query(description="The field to sort by: `at` (the only one)")]
+
+
 def set_total(response: Response, total: int) -> None:
     response.headers["x-total"] = str(total)
 

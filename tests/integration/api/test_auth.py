@@ -233,3 +233,17 @@ async def test_each_source_has_its_own_limit(api: Api) -> None:
     with pytest.raises(ratelimit.ApiError):
         await ratelimit.check(api.ctx.cache, "203.0.113.7")
     await ratelimit.check(api.ctx.cache, "203.0.113.8")
+
+
+async def test_keys_list_in_either_order(api: Api) -> None:
+    path = f"/v1/organizations/{api.a.organization_id}/api-keys"
+    headers = api.a.headers("admin")
+    newest = await api.client.get(path, headers=headers)
+    oldest = await api.client.get(
+        path, headers=headers, params={"sort_field": "created_at", "sort_order": "asc"}
+    )
+    names = [key["name"] for key in newest.json()]
+    assert names == ["admin", "write", "read"]
+    assert [key["name"] for key in oldest.json()] == names[::-1]
+    bad = await api.client.get(path, headers=headers, params={"sort_field": "secret"})
+    assert bad.status_code == 422

@@ -25,7 +25,7 @@ from nubes.store.database import Database
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2025, 6, 30, 23, 59, 58, 123456, tzinfo=UTC)
-ORG, GROUP, DEVICE = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+ORG, GROUP, DEVICE, USER = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 SESSION = 0xFFFFFFFF  # uint32: the largest session id a device can be told
 BODY = {"temperature": 21.5, "tags": ["a", "ü"], "nested": {"ok": True, "n": None}}
 
@@ -130,6 +130,56 @@ ROWS: list[tuple[sa.Table, dict[str, Any]]] = [
         },
     ),
     (t.pipeline_batches, {"id": uuid.uuid4(), "stored_at": NOW}),
+    (
+        t.users,
+        {
+            "id": USER,
+            "email": "ada@example.com",
+            "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+            "totp_secret": "JBSWY3DPEHPK3PXP",
+            "totp_enabled": True,
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+    ),
+    (t.memberships, {"user_id": USER, "organization_id": ORG, "role": "owner", "created_at": NOW}),
+    (
+        t.api_keys,
+        {
+            "id": uuid.uuid4(),
+            "organization_id": ORG,
+            "name": "ci",
+            "prefix": "nbk_abcdefgh",
+            "secret_hash": "ab" * 32,
+            "scope": "write",
+            "created_by": USER,
+            "created_at": NOW,
+        },
+    ),
+    (
+        t.access_tokens,
+        {
+            "id": uuid.uuid4(),
+            "user_id": USER,
+            "secret_hash": "cd" * 32,
+            "created_at": NOW,
+            "expires_at": NOW + timedelta(hours=12),
+        },
+    ),
+    (
+        t.audit_log,
+        {
+            "organization_id": ORG,
+            "at": NOW,
+            "actor_type": "user",
+            "actor_id": USER,
+            "actor_label": "ada@example.com",
+            "action": "device.update",
+            "object_type": "device",
+            "object_id": str(DEVICE),
+            "details": {"fields": ["name"]},
+        },
+    ),
 ]
 
 
@@ -139,7 +189,8 @@ async def _insert_and_read(
     result = await connection.execute(sa.insert(table), [row])
     key = result.inserted_primary_key
     assert key is not None
-    return (await connection.execute(sa.select(table).where(table.c.id == key[0]))).one()
+    where = [column == value for column, value in zip(table.primary_key, key, strict=True)]
+    return (await connection.execute(sa.select(table).where(*where))).one()
 
 
 async def test_one_row_per_table_comes_back_equal(migrated_db: Database) -> None:

@@ -73,3 +73,14 @@ def test_the_v1_paths_scripts_use_exist(spec: dict[str, Any]) -> None:
     assert {"group_id", "device_id", "since", "before", "sort_field", "sort_order"} <= names
     assert {"offset", "limit"} <= names
     assert "x-total" in listing["responses"]["200"]["headers"]
+
+
+def test_every_list_sorts_and_pages(spec: dict[str, Any]) -> None:
+    for method, path, operation in _operations(spec):
+        names = {param["name"] for param in operation.get("parameters", [])}
+        if method != "get" or "limit" not in names:
+            continue
+        assert {"sort_field", "sort_order"} <= names, path
+        if not path.endswith("/export"):
+            assert "x-total" in operation["responses"]["200"]["headers"], path
+            assert "offset" in names, path

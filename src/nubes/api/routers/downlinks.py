@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from nubes.api.deps import READ, WRITE, ContextDep, Principal, PrincipalDep, require_level
 from nubes.api.errors import ErrorResponse, conflict, not_found
-from nubes.api.paging import TOTAL_HEADER, Limit, Offset, SortOrder, set_total
+from nubes.api.paging import TOTAL_HEADER, ByCreation, Limit, Offset, SortOrder, set_total
 from nubes.api.params import DeviceIdPath, DownlinkIdPath
 from nubes.services import downlinks, queries
 from nubes.services.downlinks import Built
@@ -147,6 +147,7 @@ async def list_downlinks(
     state: Annotated[State | None, Query(description="Only downlinks in this state")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
+    sort_field: ByCreation = "created_at",
     sort_order: SortOrder = "desc",
 ) -> list[Downlink]:
     await _device(ctx, principal, device_id, READ)

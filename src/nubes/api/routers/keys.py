@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from nubes.api.deps import ADMIN, ContextDep, PrincipalDep, require_level
 from nubes.api.errors import not_found
-from nubes.api.paging import TOTAL_HEADER, Limit, Offset, set_total
+from nubes.api.paging import TOTAL_HEADER, ByCreation, Limit, Offset, SortOrder, set_total
 from nubes.api.params import ApiKeyIdPath, OrganizationIdPath
 from nubes.services import auth
 from nubes.store import tables as t
@@ -62,6 +62,8 @@ async def list_keys(
     response: Response,
     offset: Offset = 0,
     limit: Limit = 100,
+    sort_field: ByCreation = "created_at",
+    sort_order: SortOrder = "desc",
 ) -> list[ApiKey]:
     require_level(principal, organization_id, ADMIN, "organization")
     k = t.api_keys
@@ -73,7 +75,13 @@ async def list_keys(
         rows = await conn.execute(
             sa.select(*_PUBLIC)
             .where(where)
-            .order_by(k.c.created_at.desc(), k.c.id)
+            .order_by(
+                *(
+                    (k.c.created_at.desc(), k.c.id.desc())
+                    if sort_order == "desc"
+                    else (k.c.created_at, k.c.id)
+                )
+            )
             .offset(offset)
             .limit(limit)
         )

@@ -33,7 +33,7 @@ from nubes.api import views
 from nubes.api.context import ApiContext
 from nubes.api.deps import READ, WRITE, ContextDep, Principal, PrincipalDep, require_level
 from nubes.api.errors import ApiError, bad_request, not_found
-from nubes.api.paging import Limit, Offset, SortOrder
+from nubes.api.paging import ByCreation, Limit, Offset, SortOrder
 from nubes.api.responses import Json
 from nubes.services import messages as service
 from nubes.services.messages import MessageFilter, Position
@@ -297,6 +297,7 @@ async def export_messages(
     format_: Annotated[
         Literal["ndjson", "csv"], Query(alias="format", description="`ndjson` or `csv`")
     ] = "ndjson",
+    sort_field: ByCreation = "created_at",
     sort_order: SortOrder = "desc",
     limit: Annotated[
         int, Query(ge=1, le=MAX_EXPORT, description=f"At most this many (up to {MAX_EXPORT})")

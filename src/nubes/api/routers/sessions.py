@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from nubes.api.deps import READ, ContextDep, Principal, PrincipalDep, require_level
 from nubes.api.errors import not_found
-from nubes.api.paging import TOTAL_HEADER, Limit, Offset, SortOrder, set_total
+from nubes.api.paging import TOTAL_HEADER, ByStart, ByTime, Limit, Offset, SortOrder, set_total
 from nubes.api.params import DeviceIdPath
 from nubes.services import queries
 from nubes.services.queries import Page
@@ -114,6 +114,7 @@ async def list_sessions(
     response: Response,
     offset: Offset = 0,
     limit: Limit = 100,
+    sort_field: ByStart = "started_at",
     sort_order: SortOrder = "desc",
 ) -> list[Session]:
     await _device(ctx, principal, device_id)
@@ -147,6 +148,7 @@ async def session_log(
     outcome: Outcome = None,
     offset: Offset = 0,
     limit: LogLimit = 100,
+    sort_field: ByTime = "at",
     sort_order: SortOrder = "asc",
 ) -> list[LogEntry]:
     await _session(ctx, principal, session_id)
@@ -179,6 +181,7 @@ async def device_log(
     outcome: Outcome = None,
     offset: Offset = 0,
     limit: LogLimit = 100,
+    sort_field: ByTime = "at",
     sort_order: SortOrder = "desc",
 ) -> list[LogEntry]:
     await _device(ctx, principal, device_id)
