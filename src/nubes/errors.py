@@ -64,6 +64,10 @@ class NotFound(StoreError):
     """The requested object does not exist (in the caller's scope)."""
 
 
+class NotAllowed(NubesError):
+    """The caller's role does not allow this change (found while making it)."""
+
+
 class BrokerError(NubesError):
     """The broker did not accept or deliver a message."""
 

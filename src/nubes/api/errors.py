@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nubes.api.responses import Json
-from nubes.errors import DownlinkError, NotFound, NubesError, StoreError
+from nubes.errors import DownlinkError, NotAllowed, NotFound, NubesError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Json:
         return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(NotAllowed)
+    async def _not_allowed(request: Request, exc: NotAllowed) -> Json:
+        return error_response(403, "forbidden", str(exc))
 
     @app.exception_handler(DownlinkError)
     async def _downlink(request: Request, exc: DownlinkError) -> Json:

@@ -5,6 +5,13 @@ shared cache, so every API process sees the same counts. Once a counter
 passes its limit, every request from that source (or for that account) is
 answered 429 with `Retry-After` until the window ends, even with valid
 credentials: a guesser learns nothing from a lucky guess while blocked.
+
+Password and TOTP checks are slow (argon2), so a burst of parallel guesses
+would all pass a check made before them: `attempt` counts first and
+`succeeded` takes the count back, so at most the limit is ever in flight.
+API keys and tokens are checked with one indexed lookup of a 256-bit
+secret: they are only checked before and counted after (`check`, `failed`),
+which costs no write per request.
 """
 
 from __future__ import annotations
@@ -49,3 +56,17 @@ async def failed(cache: Cache, source: str, account: str | None = None) -> None:
     """Counts one failure."""
     for key, _limit in _keys(source, account):
         await cache.count(key, WINDOW_SECONDS)
+
+
+async def attempt(cache: Cache, source: str, account: str | None = None) -> None:
+    """Counts an attempt before it is checked; 429 when that passes a limit."""
+    for key, limit in _keys(source, account):
+        count, left = await cache.count(key, WINDOW_SECONDS)
+        if count > limit:
+            raise _limited(left)
+
+
+async def succeeded(cache: Cache, source: str, account: str | None = None) -> None:
+    """Takes back the count of an attempt that turned out right."""
+    for key, _limit in _keys(source, account):
+        await cache.uncount(key)

@@ -8,6 +8,10 @@ gateway translated), `raw` the bytes as the device sent them, in base64.
 
 `message_view` builds plain dicts (hot path: no model validation);
 `Message` describes the same shape for the OpenAPI document.
+
+A session message holds the device's Bluetooth passkey, which only
+organization admins may see (as on the device itself): for others, `data`
+goes without `ble_passkey` and `raw` (whose bytes contain it) is empty.
 """
 
 from __future__ import annotations
@@ -53,8 +57,24 @@ class Message(BaseModel):
     downlink_id: uuid.UUID | None
 
 
-def message_view(row: Mapping[str, Any], label: str | None) -> dict[str, Any]:
+SECRET_SESSION_FIELDS = frozenset({"ble_passkey"})
+
+
+def without_secrets(attributes: Any) -> Any:
+    """Session attributes as a non-admin may see them."""
+    if isinstance(attributes, dict) and SECRET_SESSION_FIELDS & attributes.keys():
+        return {k: v for k, v in attributes.items() if k not in SECRET_SESSION_FIELDS}
+    return attributes
+
+
+def message_view(
+    row: Mapping[str, Any], label: str | None, *, secrets: bool = False
+) -> dict[str, Any]:
+    """The message; `secrets` says the caller is an admin of its organization."""
     raw = row["raw"]
+    body = row["body"]
+    if row["type"] == "session" and not secrets:
+        body, raw = without_secrets(body), b""
     return {
         "id": row["id"],
         "created_at": row["created_at"],
@@ -65,7 +85,7 @@ def message_view(row: Mapping[str, Any], label: str | None) -> dict[str, Any]:
         "session_id": row["session_id"],
         "type": row["type"],
         "direction": row["direction"],
-        "data": row["body"],
+        "data": body,
         "raw": base64.b64encode(raw).decode("ascii") if raw is not None else "",
         "codec_hash": row["codec_hash"],
         "decode_state": row["decode_state"],

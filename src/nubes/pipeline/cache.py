@@ -26,6 +26,14 @@ end
 return v
 """
 
+# DECR a window counter that still exists (never creates one without expiry).
+_UNCOUNT = """
+if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
 # INCR a window counter; the first increment starts the window's expiry.
 _COUNT_IN_WINDOW = """
 local v = redis.call('INCR', KEYS[1])
@@ -67,6 +75,10 @@ class Cache(Protocol):
 
     async def peek_count(self, key: str) -> tuple[int, float]:
         """The count and seconds left of a window counter, without counting."""
+        ...
+
+    async def uncount(self, key: str) -> None:
+        """Takes back one count of a live window (an attempt that succeeded)."""
         ...
 
 
@@ -124,6 +136,11 @@ class MemoryCache:
         if deadline <= now:
             return 0, 0.0
         return value, deadline - now
+
+    async def uncount(self, key: str) -> None:
+        value, deadline = self._windows.get(key, (0, 0.0))
+        if value > 0 and deadline > time.monotonic():
+            self._windows[key] = (value - 1, deadline)
 
     def _forget_ended_windows(self, now: float) -> None:
         for key in [k for k, (_, deadline) in self._windows.items() if deadline <= now]:
@@ -183,3 +200,7 @@ class RedisCache:
         if value is None or int(ttl_ms) <= 0:
             return 0, 0.0
         return int(value), int(ttl_ms) / 1000
+
+    async def uncount(self, key: str) -> None:
+        script = self._client.register_script(_UNCOUNT)
+        await script(keys=[self._key(key)])

@@ -96,7 +96,13 @@ def new_secret(prefix: str) -> str:
 
 def normalize_email(email: str) -> str:
     text = email.strip().lower()
-    if "@" not in text or len(text) > 254 or text.startswith("@") or text.endswith("@"):
+    if (
+        "\x00" in text
+        or "@" not in text
+        or len(text) > 254
+        or text.startswith("@")
+        or text.endswith("@")
+    ):
         raise ValueError("not an email address")
     return text
 
@@ -106,6 +112,8 @@ def check_password_strength(password: str) -> None:
         raise ValueError(f"password must have at least {MIN_PASSWORD} characters")
     if len(password) > 1024:
         raise ValueError("password must have at most 1024 characters")
+    if "\x00" in password:
+        raise ValueError("password must not contain NUL characters")
 
 
 async def hash_password(password: str) -> str:
@@ -141,14 +149,39 @@ def totp_code(secret: str, at: float | None = None) -> str:
     return str(number % 10**TOTP_DIGITS).zfill(TOTP_DIGITS)
 
 
-def check_totp(secret: str, code: str, at: float | None = None) -> bool:
-    """Accepts the code of this step and of the steps on either side (clock skew)."""
+def totp_step(secret: str, code: str, at: float | None = None) -> int | None:
+    """The time step whose code this is: this step or one on either side (clock skew).
+
+    None when the code matches none. Callers refuse a step at or before the
+    last one accepted (`use_totp_step`), so a code works once.
+    """
     now = time.time() if at is None else at
     code = code.strip().replace(" ", "")
-    return any(
-        hmac.compare_digest(totp_code(secret, now + drift * TOTP_STEP), code)
-        for drift in (-1, 0, 1)
+    if not (code.isascii() and code.isdigit()):
+        return None
+    for drift in (-1, 0, 1):
+        moment = now + drift * TOTP_STEP
+        if hmac.compare_digest(totp_code(secret, moment), code):
+            return int(moment // TOTP_STEP)
+    return None
+
+
+def check_totp(secret: str, code: str, at: float | None = None) -> bool:
+    return totp_step(secret, code, at) is not None
+
+
+async def use_totp_step(conn: AsyncConnection, user_id: uuid.UUID, step: int) -> bool:
+    """Records `step` as used; False when it (or a later one) was used already."""
+    u = t.users
+    done = await conn.execute(
+        sa.update(u)
+        .where(
+            u.c.id == user_id,
+            sa.or_(u.c.totp_last_step.is_(None), u.c.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
     )
+    return bool(done.rowcount)
 
 
 def totp_uri(secret: str, email: str, issuer: str = "Nubes") -> str:
@@ -254,14 +287,18 @@ async def login(
     assert row is not None
     if row["disabled"]:
         return LoginResult(False, "bad_credentials")
+    step = None
     if row["totp_enabled"]:
         if not totp:
             return LoginResult(False, "totp_required", user_id=row["id"])
-        if not check_totp(row["totp_secret"], totp):
+        step = totp_step(row["totp_secret"], totp)
+        if step is None:
             return LoginResult(False, "bad_totp", user_id=row["id"])
     token = new_secret(TOKEN_PREFIX)
     now = datetime.now(UTC)
     async with engine.begin() as conn:
+        if step is not None and not await use_totp_step(conn, row["id"], step):
+            return LoginResult(False, "bad_totp", user_id=row["id"])
         await conn.execute(
             sa.insert(t.access_tokens).values(
                 id=uuid.uuid4(),

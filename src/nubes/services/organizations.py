@@ -13,7 +13,7 @@ business: it knows the caller's level; this module knows the rows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from nubes.errors import NotFound, StoreError
+from nubes.errors import NotAllowed, NotFound, StoreError
 from nubes.services import audit, auth
 from nubes.services.devices import DEFAULT_GROUP, ensure_group
 from nubes.store import tables as t
@@ -161,22 +161,44 @@ async def find_member(
     return None if row is None else dict(row)
 
 
-async def _user_id(conn: AsyncConnection, email: str, password: str | None) -> uuid.UUID:
-    """The user with this email; created when unknown and a password is given."""
-    u = t.users
+async def _user_to_add(
+    conn: AsyncConnection,
+    email: str,
+    password_hash: str | None,
+    visible: Collection[uuid.UUID],
+) -> tuple[uuid.UUID, bool]:
+    """The user to add and whether it was created now.
+
+    An existing user can be added only by someone who administers an
+    organization that user is in already: otherwise any admin could learn
+    which emails have accounts, and put strangers into their organization.
+    Anyone else must create a new user (`password_hash` given); an email
+    taken elsewhere then answers a conflict that does not say where.
+    """
+    u, m = t.users, t.memberships
     found = (await conn.execute(sa.select(u.c.id).where(u.c.email == email))).scalar()
     if found is not None:
-        return uuid.UUID(str(found))
-    if password is None:
-        raise NotFound("no user has this email: give a password to create the user")
+        user_id = uuid.UUID(str(found))
+        shared = await conn.execute(
+            sa.select(m.c.user_id)
+            .where(m.c.user_id == user_id, m.c.organization_id.in_(list(visible)))
+            .limit(1)
+        )
+        if shared.first() is not None:
+            return user_id, False
+    if password_hash is None:
+        raise NotFound(
+            "no member of your organizations has this email: give a password to create the user"
+        )
+    if found is not None:
+        raise StoreError("this email cannot be used for a new user")
     user_id, now = uuid.uuid4(), datetime.now(UTC)
-    password_hash = await auth.hash_password(password)
     await conn.execute(
         sa.insert(u).values(
             id=user_id, email=email, password_hash=password_hash, created_at=now, updated_at=now
         )
     )
-    return user_id
+    return user_id, True
 
 
 async def add_member(
@@ -187,19 +209,25 @@ async def add_member(
     role: str,
     password: str | None,
     actor: audit.Actor,
+    visible: Collection[uuid.UUID] = (),
 ) -> dict[str, Any]:
-    """Adds an existing user, or creates one when a password is given.
+    """Adds a user the caller knows, or creates one when a password is given.
 
+    `visible`: the organizations the caller administers (see `_user_to_add`).
     The password of a user who exists already is never touched: an admin of
-    one organization must not be able to take over an account.
-    Raises ValueError for an invalid email or weak password.
+    one organization must not be able to take over an account. The password
+    is hashed before anything is looked up, so the answer takes as long
+    whether the email exists or not. Raises ValueError for an invalid email
+    or weak password.
     """
     email = auth.normalize_email(email)
+    password_hash = None
     if password is not None:
         auth.check_password_strength(password)
+        password_hash = await auth.hash_password(password)
     try:
         async with engine.begin() as conn:
-            user_id = await _user_id(conn, email, password)
+            user_id, created = await _user_to_add(conn, email, password_hash, visible)
             await conn.execute(
                 sa.insert(t.memberships).values(
                     user_id=user_id,
@@ -208,7 +236,7 @@ async def add_member(
                     created_at=datetime.now(UTC),
                 )
             )
-            details = {"email": email, "role": role, "created_user": password is not None}
+            details = {"email": email, "role": role, "created_user": created}
             await audit.record(conn, actor, organization_id, "member.add", "user", user_id, details)
             member = await find_member(conn, organization_id, user_id)
     except IntegrityError as err:
@@ -235,18 +263,38 @@ async def _keep_an_owner(
         raise StoreError("the organization must keep an owner: make someone else owner first")
 
 
+async def _locked_member(
+    conn: AsyncConnection, organization_id: uuid.UUID, user_id: uuid.UUID, caller_is_owner: bool
+) -> dict[str, Any]:
+    """The member, locked for this transaction; only owners may touch an owner."""
+    m = t.memberships
+    await conn.execute(
+        sa.select(m.c.role)
+        .where(m.c.organization_id == organization_id, m.c.user_id == user_id)
+        .with_for_update()
+    )
+    member = await find_member(conn, organization_id, user_id)
+    if member is None:
+        raise NotFound("member not found")
+    if member["role"] == "owner" and not caller_is_owner:
+        raise NotAllowed("only an owner may change or remove an owner")
+    return member
+
+
 async def set_role(
     engine: AsyncEngine,
     organization_id: uuid.UUID,
     user_id: uuid.UUID,
     role: str,
     actor: audit.Actor,
+    *,
+    caller_is_owner: bool,
 ) -> dict[str, Any]:
     m = t.memberships
+    if role == "owner" and not caller_is_owner:
+        raise NotAllowed("only an owner may make owners")
     async with engine.begin() as conn:
-        member = await find_member(conn, organization_id, user_id)
-        if member is None:
-            raise NotFound("member not found")
+        member = await _locked_member(conn, organization_id, user_id, caller_is_owner)
         if member["role"] == "owner" and role != "owner":
             await _keep_an_owner(conn, organization_id, user_id)
         await conn.execute(
@@ -260,13 +308,16 @@ async def set_role(
 
 
 async def remove_member(
-    engine: AsyncEngine, organization_id: uuid.UUID, user_id: uuid.UUID, actor: audit.Actor
+    engine: AsyncEngine,
+    organization_id: uuid.UUID,
+    user_id: uuid.UUID,
+    actor: audit.Actor,
+    *,
+    caller_is_owner: bool,
 ) -> None:
     m = t.memberships
     async with engine.begin() as conn:
-        member = await find_member(conn, organization_id, user_id)
-        if member is None:
-            raise NotFound("member not found")
+        member = await _locked_member(conn, organization_id, user_id, caller_is_owner)
         if member["role"] == "owner":
             await _keep_an_owner(conn, organization_id, user_id)
         await conn.execute(

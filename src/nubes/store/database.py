@@ -182,7 +182,7 @@ def read_json(text: str | bytes) -> Any:
 
 def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
     _create_parent_folder(url)
-    engine = create_async_engine(url, echo=echo, json_deserializer=read_json)
+    engine = create_async_engine(url, echo=echo, json_deserializer=read_json, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
     return engine
 
@@ -198,6 +198,9 @@ def _server_engine(url: URL, *, pool_size: int, max_overflow: int, echo: bool) -
         pool_pre_ping=True,
         connect_args=_connect_args(url),
         json_deserializer=read_json,
+        # Errors would otherwise carry bound values (claim tokens, key hashes)
+        # into exception texts and so into logs.
+        hide_parameters=True,
     )
 
 

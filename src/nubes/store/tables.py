@@ -274,6 +274,8 @@ users = sa.Table(
     sa.Column("password_hash", sa.Text(), nullable=False),
     sa.Column("totp_secret", sa.String(64), nullable=True),
     sa.Column("totp_enabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # The last time step whose code was accepted: a code works only once.
+    sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
     sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
     _created_at(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
 import pytest
 
 from api_kit import Api
@@ -86,7 +90,70 @@ async def test_totp_is_asked_for_once_enabled(api: Api) -> None:
     )
     assert without.status_code == 401
     assert without.json()["error"]["code"] == "totp_required"
-    await _login(api, totp=auth.totp_code(setup["secret"]))
+    # The enabling code is used up; the next step's code (within the skew) works once.
+    again = await api.client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD, "totp": code}
+    )
+    assert again.json()["error"]["code"] == "bad_totp"
+    later = auth.totp_code(setup["secret"], at=time.time() + auth.TOTP_STEP)
+    await _login(api, totp=later)
+    replayed = await api.client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD, "totp": later}
+    )
+    assert replayed.status_code == 401
+    assert replayed.json()["error"]["code"] == "bad_totp"
+
+
+async def test_disabling_totp_needs_the_password_and_a_fresh_code(api: Api) -> None:
+    await _user(api)
+    headers = {"Authorization": f"Bearer {await _login(api)}"}
+    secret = (await api.client.post("/v1/auth/totp/setup", headers=headers)).json()["secret"]
+    code = auth.totp_code(secret)
+    await api.client.post("/v1/auth/totp/enable", headers=headers, json={"code": code})
+    path = "/v1/auth/totp/disable"
+    reused = await api.client.post(path, headers=headers, json={"password": PASSWORD, "code": code})
+    assert reused.status_code == 400
+    later = auth.totp_code(secret, at=time.time() + auth.TOTP_STEP)
+    wrong = await api.client.post(
+        path, headers=headers, json={"password": "wrong one!", "code": later}
+    )
+    assert wrong.status_code == 400
+    done = await api.client.post(path, headers=headers, json={"password": PASSWORD, "code": later})
+    assert done.status_code == 204
+    assert (await _login(api)).startswith("nbt_")
+
+
+async def test_parallel_guesses_do_not_outrun_the_limit(api: Api) -> None:
+    await _user(api)
+    guesses = [
+        api.client.post(
+            "/v1/auth/login", json={"email": "ada@example.com", "password": f"guess-{i}"}
+        )
+        for i in range(30)
+    ]
+    statuses = [response.status_code for response in await asyncio.gather(*guesses)]
+    assert statuses.count(401) <= 10
+    assert statuses.count(429) >= 20
+
+
+async def test_hostile_strings_are_refused_not_crashed_on(api: Api) -> None:
+    for body in (
+        {"email": "a\u0000@x.test", "password": "12345678"},
+        {"email": "a@x.test", "password": "1234\u00005678"},
+        {
+            "email": "a@x.test",
+            "password": "12345678",
+            "totp": "\uff11\uff12\uff13\uff14\uff15\uff16",
+        },
+    ):
+        response = await api.client.post("/v1/auth/login", json=body)
+        assert response.status_code == 422, (body, response.text)
+    key = await api.client.post(
+        f"/v1/organizations/{api.a.organization_id}/api-keys",
+        headers=api.a.headers("admin"),
+        json={"name": "a\u0000b"},
+    )
+    assert key.status_code == 422
 
 
 async def test_changing_the_password_revokes_other_tokens(api: Api) -> None:
@@ -198,6 +265,27 @@ async def test_oversized_bodies_are_refused(api: Api) -> None:
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_oversized_streamed_bodies_are_refused_too(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b" " * 65536  # 2.5 MiB without a Content-Length
+
+    response = await api.client.post(
+        "/v1/auth/login", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+    async def small() -> AsyncIterator[bytes]:
+        yield b'{"email": "nobody@example.com",'
+        yield b' "password": "whatever-it-is"}'
+
+    response = await api.client.post(
+        "/v1/auth/login", content=small(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 401
 
 
 async def test_validation_errors_have_the_error_shape(api: Api) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from api_kit import Api
 from nubes.services import auth
+from nubes.store import tables as t
 
 pytestmark = pytest.mark.integration
 
@@ -111,9 +115,49 @@ async def test_members_are_added_created_changed_and_removed(api: Api) -> None:
     await auth.create_user(
         api.engine, email="bob@example.com", password=PASSWORD, organization="elsewhere"
     )
-    existing = await api.client.post(
+    # Bob is a stranger to tenant A's admins: adding him answers as for nobody.
+    stranger = await api.client.post(
         _path(api, "/members"),
         headers=api.a.headers("admin"),
+        json={"email": "bob@example.com", "role": "viewer"},
+    )
+    assert stranger.status_code == 404
+    assert (
+        stranger.json()
+        == (
+            await api.client.post(
+                _path(api, "/members"),
+                headers=api.a.headers("admin"),
+                json={"email": "nobody@example.com", "role": "viewer"},
+            )
+        ).json()
+    )
+    taken = await api.client.post(
+        _path(api, "/members"),
+        headers=api.a.headers("admin"),
+        json={"email": "bob@example.com", "password": "long enough pw"},
+    )
+    assert taken.status_code == 409
+    assert "elsewhere" not in taken.text
+    # The owner also administers "elsewhere", where Bob is: the owner may add him.
+    owner_id = (await api.client.get("/v1/auth/me", headers=owner)).json()["id"]
+    async with api.engine.begin() as conn:
+        elsewhere = (
+            await conn.execute(
+                sa.select(t.organizations.c.id).where(t.organizations.c.name == "elsewhere")
+            )
+        ).scalar_one()
+        await conn.execute(
+            sa.insert(t.memberships).values(
+                user_id=uuid.UUID(owner_id),
+                organization_id=elsewhere,
+                role="admin",
+                created_at=datetime.now(UTC),
+            )
+        )
+    existing = await api.client.post(
+        _path(api, "/members"),
+        headers=owner,
         json={"email": "Bob@Example.com", "role": "viewer"},
     )
     assert existing.status_code == 201, existing.text

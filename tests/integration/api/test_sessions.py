@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from api_kit import Api, add_test_device
+from api_kit import Api, add_test_device, insert_messages
 from nubes import flap
 from nubes.store import tables as t
 
@@ -198,3 +198,49 @@ async def test_bad_ids_are_validation_errors_not_crashes(api: Api) -> None:
         assert response.status_code == 422, path
     nul = await api.client.get("/v1/sessions/1/log", headers=headers, params={"outcome": "a\x00b"})
     assert nul.status_code == 422
+
+
+async def test_the_bluetooth_passkey_is_for_admins_only(api: Api) -> None:
+    """The session attributes and the session message both carry it; viewers see neither."""
+    device = await add_test_device(api.engine, api.a, 700000001)
+    async with api.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(t.sessions).values(
+                id=77,
+                device_id=device["id"],
+                organization_id=device["organization_id"],
+                envelope="base64",
+                remote_address="192.0.2.7",
+                remote_port=40000,
+                started_at=T0,
+                last_activity_at=T0,
+                attributes={"fw_version": "v3.1.0", "ble_passkey": "654321"},
+            )
+        )
+    await insert_messages(
+        api.engine,
+        device,
+        1,
+        type_name="session",
+        body={"fw_version": "v3.1.0", "ble_passkey": "654321"},
+    )
+    paths = [
+        "/v1/sessions/77",
+        f"/v1/devices/{device['id']}/sessions",
+        f"/v1/messages?device_id={device['id']}",
+        f"/v1/messages/export?device_id={device['id']}&format=ndjson",
+        f"/v1/messages/export?device_id={device['id']}&format=csv",
+    ]
+    for scope in ("read", "write"):
+        for path in paths:
+            response = await api.client.get(path, headers=api.a.headers(scope))
+            assert response.status_code == 200, path
+            assert "654321" not in response.text, (scope, path)
+            assert "v3.1.0" in response.text, (scope, path)
+    for path in paths:
+        response = await api.client.get(path, headers=api.a.headers("admin"))
+        assert "654321" in response.text, path
+    listed = await api.client.get(
+        f"/v1/messages?device_id={device['id']}", headers=api.a.headers("read")
+    )
+    assert listed.json()[0]["raw"] == ""  # the device's bytes hold the passkey too

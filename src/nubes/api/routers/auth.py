@@ -25,12 +25,16 @@ from nubes.store import tables as t
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
+# No NUL characters (PostgreSQL refuses them in text); TOTP codes are digits.
+TEXT = r"^[^\x00]*$"
+TOTP = r"^[0-9 ]{6,12}$"
+
 
 class LoginRequest(BaseModel):
-    email: str = Field(max_length=254, examples=["admin@localhost"])
-    password: str = Field(max_length=1024)
+    email: str = Field(max_length=254, pattern=TEXT, examples=["admin@localhost"])
+    password: str = Field(max_length=1024, pattern=TEXT)
     totp: str | None = Field(
-        default=None, max_length=12, description="The current code, when TOTP is enabled"
+        default=None, pattern=TOTP, description="The current code, when TOTP is enabled"
     )
 
 
@@ -61,16 +65,17 @@ class TotpSetup(BaseModel):
 
 
 class TotpCode(BaseModel):
-    code: str = Field(min_length=6, max_length=12)
+    code: str = Field(pattern=TOTP, description="The code the authenticator shows now")
 
 
 class PasswordChange(BaseModel):
-    current_password: str = Field(max_length=1024)
-    new_password: str = Field(min_length=auth.MIN_PASSWORD, max_length=1024)
+    current_password: str = Field(max_length=1024, pattern=TEXT)
+    new_password: str = Field(min_length=auth.MIN_PASSWORD, max_length=1024, pattern=TEXT)
 
 
 class TotpDisable(BaseModel):
-    password: str = Field(max_length=1024)
+    password: str = Field(max_length=1024, pattern=TEXT)
+    code: str = Field(pattern=TOTP, description="The code the authenticator shows now")
 
 
 @router.post(
@@ -80,15 +85,17 @@ class TotpDisable(BaseModel):
 )
 async def login(body: LoginRequest, request: Request, ctx: ContextDep) -> LoginResponse:
     source = source_of(request)
-    await ratelimit.check(ctx.cache, source, body.email)
+    await ratelimit.attempt(ctx.cache, source, body.email)
     result = await auth.login(
         ctx.engine, body.email, body.password, body.totp, ctx.settings.access_token_ttl_seconds
     )
     if result.ok and result.token is not None:
+        await ratelimit.succeeded(ctx.cache, source, body.email)
         return LoginResponse(access_token=result.token, expires_in=result.expires_in)
     if result.reason == "totp_required":
+        # The password was right: not a failed guess.
+        await ratelimit.succeeded(ctx.cache, source, body.email)
         raise ApiError(401, "totp_required", "this account needs a TOTP code: send `totp` too")
-    await ratelimit.failed(ctx.cache, source, body.email)
     if result.reason == "bad_totp":
         raise ApiError(401, "bad_totp", "wrong or expired TOTP code")
     raise ApiError(401, "bad_credentials", "wrong email or password")
@@ -117,13 +124,14 @@ async def change_password(
     body: PasswordChange, principal: PrincipalDep, ctx: ContextDep, request: Request
 ) -> Response:
     user_id = _user_only(principal)
+    source = source_of(request)
+    await ratelimit.attempt(ctx.cache, source, principal.label)
     u, a = t.users, t.access_tokens
     async with ctx.engine.connect() as conn:
         password_hash = (
             await conn.execute(sa.select(u.c.password_hash).where(u.c.id == user_id))
         ).scalar()
     if not await auth.verify_password(password_hash, body.current_password):
-        await ratelimit.failed(ctx.cache, source_of(request), principal.label)
         raise ApiError(400, "bad_credentials", "wrong current password")
     new_hash = await auth.hash_password(body.new_password)
     now = datetime.now(UTC)
@@ -140,6 +148,7 @@ async def change_password(
             await audit.record(
                 conn, principal.actor, organization_id, "user.password_change", "user", user_id
             )
+    await ratelimit.succeeded(ctx.cache, source, principal.label)
     return Response(status_code=204)
 
 
@@ -198,6 +207,10 @@ async def totp_setup(principal: PrincipalDep, ctx: ContextDep) -> TotpSetup:
             .where(u.c.id == user_id)
             .values(totp_secret=secret, updated_at=datetime.now(UTC))
         )
+        for organization_id in principal.levels:
+            await audit.record(
+                conn, principal.actor, organization_id, "user.totp_setup", "user", user_id
+            )
     return TotpSetup(secret=secret, uri=auth.totp_uri(secret, principal.label))
 
 
@@ -211,14 +224,16 @@ async def totp_enable(
     body: TotpCode, principal: PrincipalDep, ctx: ContextDep, request: Request
 ) -> Response:
     user_id = _user_only(principal)
+    source = source_of(request)
+    await ratelimit.attempt(ctx.cache, source, principal.label)
     u = t.users
     async with ctx.engine.begin() as conn:
         secret = (await conn.execute(sa.select(u.c.totp_secret).where(u.c.id == user_id))).scalar()
         if not secret:
             raise ApiError(409, "conflict", "call /v1/auth/totp/setup first")
-        if not auth.check_totp(secret, body.code):
-            await ratelimit.failed(ctx.cache, source_of(request), principal.label)
-            raise ApiError(400, "bad_totp", "wrong or expired TOTP code")
+        step = auth.totp_step(secret, body.code)
+        if step is None or not await auth.use_totp_step(conn, user_id, step):
+            raise ApiError(400, "bad_totp", "wrong, expired or already used TOTP code")
         await conn.execute(
             sa.update(u)
             .where(u.c.id == user_id)
@@ -228,28 +243,39 @@ async def totp_enable(
             await audit.record(
                 conn, principal.actor, organization_id, "user.totp_enable", "user", user_id
             )
+    await ratelimit.succeeded(ctx.cache, source, principal.label)
     return Response(status_code=204)
 
 
 @router.post(
     "/totp/disable",
     status_code=204,
-    summary="Disable TOTP (needs the password)",
+    summary="Disable TOTP (needs the password and a current code)",
     response_class=Response,
 )
 async def totp_disable(
     body: TotpDisable, principal: PrincipalDep, ctx: ContextDep, request: Request
 ) -> Response:
     user_id = _user_only(principal)
+    source = source_of(request)
+    await ratelimit.attempt(ctx.cache, source, principal.label)
     u = t.users
     async with ctx.engine.connect() as conn:
-        password_hash = (
-            await conn.execute(sa.select(u.c.password_hash).where(u.c.id == user_id))
-        ).scalar()
-    if not await auth.verify_password(password_hash, body.password):
-        await ratelimit.failed(ctx.cache, source_of(request), principal.label)
+        user = (
+            await conn.execute(
+                sa.select(u.c.password_hash, u.c.totp_secret, u.c.totp_enabled).where(
+                    u.c.id == user_id
+                )
+            )
+        ).one()
+    if not await auth.verify_password(user.password_hash, body.password):
         raise ApiError(400, "bad_credentials", "wrong password")
+    if not user.totp_enabled:
+        raise ApiError(409, "conflict", "TOTP is not enabled")
+    step = auth.totp_step(user.totp_secret, body.code)
     async with ctx.engine.begin() as conn:
+        if step is None or not await auth.use_totp_step(conn, user_id, step):
+            raise ApiError(400, "bad_totp", "wrong, expired or already used TOTP code")
         await conn.execute(
             sa.update(u)
             .where(u.c.id == user_id)
@@ -259,4 +285,5 @@ async def totp_disable(
             await audit.record(
                 conn, principal.actor, organization_id, "user.totp_disable", "user", user_id
             )
+    await ratelimit.succeeded(ctx.cache, source, principal.label)
     return Response(status_code=204)

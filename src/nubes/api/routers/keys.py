@@ -1,8 +1,9 @@
 """API keys of an organization: list, create (the key is shown once), revoke.
 
-Managing keys needs admin access to the organization. A key never gives
-more than its scope, and never more than its creator could do: a user with
-admin access may create admin keys; nobody else may create keys.
+Managing keys needs admin access to the organization: an admin user, or an
+admin key (an owner who made an admin key meant it to administer; revoking
+it does not revoke keys it made, which the audit log lists). No key gives
+more than admin: the scopes are read, write and admin.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class NewApiKey(ApiKey):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(default="", max_length=100)
+    name: str = Field(default="", max_length=100, pattern=r"^[^\x00]*$")
     scope: Literal["read", "write", "admin"] = "read"
 
 

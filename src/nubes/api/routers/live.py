@@ -48,7 +48,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from nubes.api.context import ApiContext
-from nubes.api.deps import READ, ContextDep, Principal, authenticate, require_level
+from nubes.api.deps import ADMIN, READ, ContextDep, Principal, authenticate, require_level
 from nubes.api.errors import bad_request, not_found
 from nubes.api.views import message_view
 from nubes.pipeline.live import Subscription
@@ -139,7 +139,7 @@ async def stream_messages(
     scope = await _scope(ctx, principal, organization_id, group_id, device_id)
     resume = last_event_id or _parse_event_id(last_event_id_header)
     after = None if resume is None else await _cursor(ctx, scope, resume)
-    events = LiveStream(ctx, scope, request).events(after)
+    events = LiveStream(ctx, scope, request, principal).events(after)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
@@ -199,7 +199,10 @@ async def _cursor(
     if message_id.version != 7:
         raise not_found("message")
     millis = message_id.int >> 80
-    return datetime.fromtimestamp(millis / 1000, UTC), message_id
+    try:
+        return datetime.fromtimestamp(millis / 1000, UTC), message_id
+    except (ValueError, OverflowError, OSError):
+        raise not_found("message") from None
 
 
 class _Recent:
@@ -234,8 +237,11 @@ PING = b": ping\n\n"
 class LiveStream:
     """One client's stream: replay, then live batches, heartbeats while idle."""
 
-    def __init__(self, ctx: ApiContext, scope: MessageScope, request: Request) -> None:
+    def __init__(
+        self, ctx: ApiContext, scope: MessageScope, request: Request, principal: Principal
+    ) -> None:
         self._ctx = ctx
+        self._principal = principal
         self._scope = scope
         self._request = request
         self._sent = _Recent(SENT_MEMORY)
@@ -313,7 +319,8 @@ class LiveStream:
             if message_id in self._sent:
                 continue
             self._sent.add(message_id)
-            view = message_view(row, self._labels.get(row["device_id"]))
+            admin = self._principal.level(row["organization_id"]) >= ADMIN
+            view = message_view(row, self._labels.get(row["device_id"]), secrets=admin)
             data = orjson.dumps(view, option=orjson.OPT_UTC_Z, default=str)
             chunks.append(sse_event("message", data, str(message_id)))
         return chunks

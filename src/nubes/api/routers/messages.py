@@ -31,7 +31,7 @@ from sqlalchemy.engine import RowMapping
 
 from nubes.api import views
 from nubes.api.context import ApiContext
-from nubes.api.deps import READ, WRITE, ContextDep, Principal, PrincipalDep, require_level
+from nubes.api.deps import ADMIN, READ, WRITE, ContextDep, Principal, PrincipalDep, require_level
 from nubes.api.errors import ApiError, bad_request, not_found
 from nubes.api.paging import ByCreation, Limit, Offset, SortOrder
 from nubes.api.responses import Json
@@ -274,7 +274,7 @@ async def list_messages(
         headers["x-total"] = str(page.total)
     if page.next is not None:
         headers["x-next-cursor"] = page.next.cursor()
-    return Json([_view(row) for row in page.rows], headers=headers)
+    return Json([_view(row, principal) for row in page.rows], headers=headers)
 
 
 @router.get(
@@ -308,8 +308,10 @@ async def export_messages(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     headers = {"Content-Disposition": f'attachment; filename="messages-{stamp}.{format_}"'}
     if format_ == "csv":
-        return StreamingResponse(_csv(chunks), media_type="text/csv", headers=headers)
-    return StreamingResponse(_ndjson(chunks), media_type="application/x-ndjson", headers=headers)
+        return StreamingResponse(_csv(chunks, principal), media_type="text/csv", headers=headers)
+    return StreamingResponse(
+        _ndjson(chunks, principal), media_type="application/x-ndjson", headers=headers
+    )
 
 
 @router.get(
@@ -321,7 +323,7 @@ async def get_message(message_id: MessageId, principal: PrincipalDep, ctx: Conte
     row = await service.get_message(ctx.engine, message_id)
     require_level(principal, None if row is None else row["organization_id"], READ, "message")
     assert row is not None
-    return Json(_view(row))
+    return Json(_view(row, principal))
 
 
 @router.delete(
@@ -376,34 +378,47 @@ async def message_counts(
     owner = await service.device_owner(ctx.engine, device_id)
     require_level(principal, None if owner is None else owner.organization_id, READ, "device")
     end = _optional_time("before", before) or datetime.now(UTC)
-    start = _optional_time("since", since) or end - timedelta(days=DEFAULT_COUNT_DAYS)
+    start = _optional_time("since", since) or _days_before(end, DEFAULT_COUNT_DAYS)
     if end - start > timedelta(days=MAX_COUNT_DAYS):
         raise bad_request(f"since and before may be at most {MAX_COUNT_DAYS} days apart")
     counts = await service.day_counts(ctx.engine, device_id, start, end)
     return [DayCount(date=day, count=count) for day, count in counts]
 
 
+def _days_before(end: datetime, days: int) -> datetime:
+    """`days` before `end`, or the earliest time there is (before= near year 1)."""
+    try:
+        return end - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 # --- bodies ------------------------------------------------------------------
 
 
-def _view(row: RowMapping) -> dict[str, Any]:
+def _view(row: RowMapping, principal: Principal) -> dict[str, Any]:
     # RowMapping's keys are typed loosely; these rows are keyed by column name.
-    return views.message_view(cast("Mapping[str, Any]", row), row["label"])
+    admin = principal.level(row["organization_id"]) >= ADMIN
+    return views.message_view(cast("Mapping[str, Any]", row), row["label"], secrets=admin)
 
 
-async def _ndjson(chunks: AsyncIterator[Sequence[RowMapping]]) -> AsyncIterator[bytes]:
+async def _ndjson(
+    chunks: AsyncIterator[Sequence[RowMapping]], principal: Principal
+) -> AsyncIterator[bytes]:
     async for rows in chunks:
-        yield b"".join(_json_line(_view(row)) for row in rows)
+        yield b"".join(_json_line(_view(row, principal)) for row in rows)
 
 
 def _json_line(view: Mapping[str, Any]) -> bytes:
     return orjson.dumps(view, option=orjson.OPT_UTC_Z, default=str) + b"\n"
 
 
-async def _csv(chunks: AsyncIterator[Sequence[RowMapping]]) -> AsyncIterator[str]:
+async def _csv(
+    chunks: AsyncIterator[Sequence[RowMapping]], principal: Principal
+) -> AsyncIterator[str]:
     yield _csv_text([CSV_COLUMNS])
     async for rows in chunks:
-        yield _csv_text(_csv_row(_view(row)) for row in rows)
+        yield _csv_text(_csv_row(_view(row, principal)) for row in rows)
 
 
 def _csv_text(rows: Iterable[Sequence[Any]]) -> str:

@@ -268,6 +268,7 @@ async def add_member(
             role=body.role,
             password=body.password,
             actor=principal.actor,
+            visible=principal.organizations(ADMIN),
         )
     except ValueError as err:
         raise ApiError(422, "validation_error", str(err)) from err
@@ -292,10 +293,14 @@ async def _set_role(
     ctx: ContextDep,
 ) -> Member:
     require_level(principal, organization_id, ADMIN, "organization")
-    member = await _member(ctx, organization_id, user_id)
-    if "owner" in (member["role"], body.role):
-        require_level(principal, organization_id, OWNER, "organization")
-    row = await service.set_role(ctx.engine, organization_id, user_id, body.role, principal.actor)
+    row = await service.set_role(
+        ctx.engine,
+        organization_id,
+        user_id,
+        body.role,
+        principal.actor,
+        caller_is_owner=principal.level(organization_id) >= OWNER,
+    )
     return Member.model_validate(row)
 
 
@@ -342,20 +347,29 @@ async def remove_member(
     organization_id: OrganizationId, user_id: UserId, principal: PrincipalDep, ctx: ContextDep
 ) -> Response:
     require_level(principal, organization_id, ADMIN, "organization")
-    member = await _member(ctx, organization_id, user_id)
-    if member["role"] == "owner":
-        require_level(principal, organization_id, OWNER, "organization")
-    await service.remove_member(ctx.engine, organization_id, user_id, principal.actor)
+    await service.remove_member(
+        ctx.engine,
+        organization_id,
+        user_id,
+        principal.actor,
+        caller_is_owner=principal.level(organization_id) >= OWNER,
+    )
     return Response(status_code=204)
 
 
 # --- the audit log ----------------------------------------------------------------
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def _utc(name: str, value: datetime | None) -> datetime | None:
+    """The time in UTC; 422 for times that UTC cannot hold (year 1 with an offset, ...)."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        message = f"{name}: {value.isoformat()} is out of range in UTC"
+        details = [{"loc": ["query", name], "msg": message, "type": "value_error"}]
+        raise ApiError(422, "validation_error", message, details) from None
 
 
 @router.get(
@@ -388,7 +402,7 @@ async def audit_log(
     limit: Limit = 100,
 ) -> list[AuditEntry]:
     require_level(principal, organization_id, ADMIN, "organization")
-    where = AuditFilter(_utc(since), _utc(before), action)
+    where = AuditFilter(_utc("since", since), _utc("before", before), action)
     page = Page(sort_field, sort_order == "desc", offset, limit)
     total, rows = await service.audit_entries(ctx.engine, organization_id, where, page)
     set_total(response, total)

@@ -17,10 +17,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from nubes.api.deps import READ, ContextDep, Principal, PrincipalDep, require_level
+from nubes.api.deps import ADMIN, READ, ContextDep, Principal, PrincipalDep, require_level
 from nubes.api.errors import not_found
 from nubes.api.paging import TOTAL_HEADER, ByStart, ByTime, Limit, Offset, SortOrder, set_total
 from nubes.api.params import DeviceIdPath
+from nubes.api.views import without_secrets
 from nubes.services import queries
 from nubes.services.queries import Page
 
@@ -65,7 +66,10 @@ class Session(BaseModel):
     bytes_out: int
     messages_in: int
     messages_out: int
-    attributes: Any = Field(description="What the device told at the session start")
+    attributes: Any = Field(
+        description="What the device told at the session start (the Bluetooth passkey "
+        "only to admins)"
+    )
 
 
 class LogEntry(BaseModel):
@@ -83,6 +87,13 @@ class LogEntry(BaseModel):
     outcome: str = Field(description="What the gateway made of it: accepted, ack, repeat, ...")
     detail: str | None
     message_id: uuid.UUID | None = Field(description="The message this datagram completed")
+
+
+def _session_view(row: dict[str, Any], principal: Principal) -> Session:
+    session = Session.model_validate(row)
+    if principal.level(session.organization_id) < ADMIN:
+        session.attributes = without_secrets(session.attributes)
+    return session
 
 
 async def _device(ctx: ContextDep, principal: Principal, device_id: uuid.UUID) -> dict[str, Any]:
@@ -121,7 +132,7 @@ async def list_sessions(
     page = Page(offset, limit, descending=sort_order == "desc")
     total, rows = await queries.sessions_page(ctx.engine, device_id, page)
     set_total(response, total)
-    return [Session.model_validate(row) for row in rows]
+    return [_session_view(row, principal) for row in rows]
 
 
 @router.get(
@@ -130,7 +141,7 @@ async def list_sessions(
     response_model=Session,
 )
 async def get_session(session_id: SessionId, principal: PrincipalDep, ctx: ContextDep) -> Session:
-    return Session.model_validate(await _session(ctx, principal, session_id))
+    return _session_view(await _session(ctx, principal, session_id), principal)
 
 
 @router.get(
