@@ -55,6 +55,10 @@ async def test_window_counts_are_shared_and_expire(
         assert sorted(count for count, _ in counts) == list(range(1, 11))
         seen, left = await cache.peek_count("ratelimit:x")
         assert seen == 10
+        await cache.uncount("ratelimit:x")
+        assert (await other.peek_count("ratelimit:x"))[0] == 9
+        await cache.uncount("ratelimit:never-counted")
+        assert await cache.peek_count("ratelimit:never-counted") == (0, 0.0)
         assert 0 < left <= 0.3
         await asyncio.sleep(0.45)
         assert await cache.peek_count("ratelimit:x") == (0, 0.0)

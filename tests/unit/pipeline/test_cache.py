@@ -34,6 +34,10 @@ async def test_window_counts_grow_then_start_over() -> None:
     assert 0 < left <= 0.1 + 1e-6
     assert (await cache.count("fails", 0.1))[0] == 2
     assert (await cache.peek_count("fails"))[0] == 2
+    await cache.uncount("fails")
+    assert (await cache.peek_count("fails"))[0] == 1
+    await cache.uncount("never")
+    assert await cache.peek_count("never") == (0, 0.0)
     await asyncio.sleep(0.15)
     assert await cache.peek_count("fails") == (0, 0.0)
     assert (await cache.count("fails", 0.1))[0] == 1
