@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     # Seconds between SSE heartbeats (comments) on idle live streams.
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 
+    # Callbacks: may webhooks go to loopback, private, link-local and cloud
+    # metadata addresses? Off by default (a customer's URL must not reach
+    # the operator's own network); tests and closed installations turn it on.
+    callback_allow_private: bool = False
+    # At most this many requests in flight per callback, and in all.
+    callback_concurrency: int = Field(default=8, ge=1, le=1000)
+    dispatcher_concurrency: int = Field(default=200, ge=1, le=10_000)
+    # A callback failing this many times in a row is paused (circuit breaker)
+    # for the pause, then probed with one request.
+    callback_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    callback_breaker_pause_seconds: float = Field(default=60.0, gt=0, le=86_400)
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:

@@ -341,3 +341,82 @@ audit_log = sa.Table(
     sa.Column("details", JSONType, nullable=True),
     sa.Index(None, "organization_id", "at"),
 )
+
+# Webhooks of a group. `secret` signs requests (HMAC), so it must be read
+# back: stored as is, never returned by the API. `version` grows with every
+# change, so dispatchers know when to compile the payload again.
+callbacks = sa.Table(
+    "callbacks",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("organization_id", sa.Uuid(), sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("group_id", sa.Uuid(), sa.ForeignKey("groups.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("note", sa.Text(), nullable=True),
+    sa.Column("method", sa.String(8), nullable=False),  # POST GET PUT PATCH
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("query_params", JSONType, nullable=False),  # [{"name", "value"}]
+    sa.Column("headers", JSONType, nullable=False),  # [{"name", "value"}]
+    sa.Column("content_type", sa.String(40), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),  # JSONata; "" = the message as-is
+    sa.Column("triggers", JSONType, nullable=False),  # message types, e.g. ["data"]
+    sa.Column("timeout", sa.Float(), nullable=False),  # seconds
+    sa.Column("retry_delays", JSONType, nullable=False),  # seconds, one per retry
+    sa.Column("secret", sa.String(200), nullable=True),
+    sa.Column("version", sa.Integer(), nullable=False, server_default="1"),
+    _created_at(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime(), nullable=True),
+    # Health, kept by the dispatchers.
+    sa.Column("last_success_at", UTCDateTime(), nullable=True),
+    sa.Column("last_failure_at", UTCDateTime(), nullable=True),
+    sa.Column("failure_streak", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("paused_until", UTCDateTime(), nullable=True),  # the circuit breaker
+    sa.Index(None, "group_id"),
+    sa.Index(None, "updated_at"),
+)
+
+# One per message and callback: the unit of delivery, durable across
+# restarts. The unique pair makes an event announced twice deliver once.
+# pending -> delivering -> succeeded | pending (retry) | failed; skipped when
+# the payload is undefined or null.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("organization_id", sa.Uuid(), nullable=False),
+    sa.Column("callback_id", sa.Uuid(), sa.ForeignKey("callbacks.id"), nullable=False),
+    sa.Column("message_id", sa.Uuid(), nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    # A dispatcher that took the delivery holds it until then (a crash frees it).
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("last_status", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    _created_at(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("callback_id", "message_id"),
+    sa.Index(None, "state", "next_attempt_at"),
+    sa.Index(None, "message_id"),
+    sa.Index(None, "callback_id", "created_at"),
+)
+
+# Every attempt of a delivery: what was sent (secrets redacted, body cut at
+# 4 KB) and what came back.
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.Uuid(), nullable=False),
+    sa.Column("callback_id", sa.Uuid(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("duration_ms", sa.Float(), nullable=True),
+    sa.Column("outcome", sa.String(12), nullable=False),  # success failure skipped
+    sa.Column("request", JSONType, nullable=True),  # method, url, headers, body
+    sa.Column("response", JSONType, nullable=True),  # status, headers, body
+    sa.Column("error", sa.String(500), nullable=True),
+    sa.Index(None, "delivery_id", "at"),
+    sa.Index(None, "callback_id", "at"),
+)

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime(2025, 6, 30, 23, 59, 58, 123456, tzinfo=UTC)
 ORG, GROUP, DEVICE, USER = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+CALLBACK, DELIVERY = uuid.uuid4(), uuid.uuid4()
 SESSION = 0xFFFFFFFF  # uint32: the largest session id a device can be told
 BODY = {"temperature": 21.5, "tags": ["a", "ü"], "nested": {"ok": True, "n": None}}
 
@@ -178,6 +179,60 @@ ROWS: list[tuple[sa.Table, dict[str, Any]]] = [
             "object_type": "device",
             "object_id": str(DEVICE),
             "details": {"fields": ["name"]},
+        },
+    ),
+    (
+        t.callbacks,
+        {
+            "id": CALLBACK,
+            "organization_id": ORG,
+            "group_id": GROUP,
+            "name": "to the farm's server",
+            "enabled": True,
+            "method": "POST",
+            "url": "https://example.com/hook?x={{data.t}}",
+            "query_params": [{"name": "a", "value": "b"}],
+            "headers": [{"name": "Authorization", "value": "Bearer x"}],
+            "content_type": "application/json",
+            "payload": '{"t": data.thermometer.temperature}',
+            "triggers": ["data", "session"],
+            "timeout": 10.0,
+            "retry_delays": [10, 30, 60],
+            "secret": "s3cret",
+            "version": 3,
+            "created_at": NOW,
+            "updated_at": NOW,
+            "failure_streak": 2,
+            "paused_until": NOW + timedelta(minutes=1),
+        },
+    ),
+    (
+        t.deliveries,
+        {
+            "id": DELIVERY,
+            "organization_id": ORG,
+            "callback_id": CALLBACK,
+            "message_id": uuid.uuid4(),
+            "state": "pending",
+            "attempts": 2,
+            "next_attempt_at": NOW + timedelta(seconds=30),
+            "last_status": 503,
+            "last_error": "HTTP 503",
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+    ),
+    (
+        t.delivery_attempts,
+        {
+            "delivery_id": DELIVERY,
+            "callback_id": CALLBACK,
+            "at": NOW,
+            "duration_ms": 12.5,
+            "outcome": "failure",
+            "request": {"method": "POST", "url": "https://example.com/hook", "headers": []},
+            "response": {"status": 503, "headers": [], "body": "busy"},
+            "error": "HTTP 503",
         },
     ),
 ]
