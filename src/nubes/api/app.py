@@ -18,6 +18,7 @@ from nubes.api.context import ApiContext
 from nubes.api.errors import COMMON_ERRORS, error_response, install_error_handlers
 from nubes.api.routers import (
     auth,
+    callbacks,
     codecs,
     devices,
     downlinks,
@@ -128,6 +129,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         messages,
         sessions,
         downlinks,
+        callbacks,
     ):
         app.include_router(module.router)
 
