@@ -10,8 +10,15 @@
      │    └── CodecHashError    an uploaded codec whose hash does not match
      ├── StoreError             the database refused or is unreachable
      │    └── NotFound          no such device / session / codec
+     ├── NotAllowed             the caller's role does not allow the change
      ├── BrokerError            the pipeline did not accept a message in time
-     └── DownlinkError          a downlink that cannot be built for a device
+     ├── DownlinkError          a downlink that cannot be built for a device
+     └── (callbacks/)           errors of webhook delivery, defined beside their code:
+          TransformError        a JSONata payload that does not compile or evaluate
+          RequestError          a request that cannot be built (bad header, URL)
+          AddressRefused        a private, loopback or metadata address
+          ResolveFailed         a host name that does not resolve
+          RequestFailed         no complete answer (reported, never raised out)
 
 Protocol errors carry a short `reason` that goes into the communication log
 as the outcome's explanation. Catch broadly only at the edge of a task.
