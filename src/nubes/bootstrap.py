@@ -2,8 +2,9 @@
 
 `build_adapters` turns the three URLs of the settings into a database, a
 broker, a cache and the live fan-out (embedded or production); `Runtime`
-starts the parts a command asks for (gateway, worker, API) on those adapters
-and stops them in reverse order. The CLI calls nothing else.
+starts the parts a command asks for (gateway, worker, callback dispatcher,
+API) on those adapters and stops them in reverse order. The CLI calls
+nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
+from nubes import __version__
+from nubes.callbacks.dispatcher import Dispatcher
+from nubes.callbacks.sender import Sender
 from nubes.config import Settings
 from nubes.errors import ConfigError
 from nubes.gateway.directory import Directory
@@ -90,6 +94,7 @@ class Runtime:
     adapters: Adapters
     gateway: Gateway | None = None
     worker: Worker | None = None
+    dispatcher: Dispatcher | None = None
     # The UDP ports actually bound, by envelope (a setting of 0 picks a free one).
     ports: dict[str, int] = field(default_factory=dict)
     # The TCP port of the HTTP API, once it listens.
@@ -97,11 +102,14 @@ class Runtime:
     _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self, *, gateway: bool, worker: bool, api: bool = False) -> None:
-        if self.adapters.embedded_broker and gateway != worker:
+    async def start(
+        self, *, gateway: bool, worker: bool, api: bool = False, dispatcher: bool = False
+    ) -> None:
+        if self.adapters.embedded_broker and (gateway != worker or (dispatcher and not worker)):
             raise ConfigError(
-                "the embedded broker (NUBES_BROKER_URL=memory://) joins gateway and worker in "
-                "one process: use `nubes serve`, or point NUBES_BROKER_URL at RabbitMQ"
+                "the embedded broker (NUBES_BROKER_URL=memory://) joins gateway, worker and "
+                "callback dispatcher in one process: use `nubes serve`, or point "
+                "NUBES_BROKER_URL at RabbitMQ"
             )
         if api and not worker and isinstance(self.adapters.live, MemoryLive):
             log.warning(
@@ -113,9 +121,12 @@ class Runtime:
         self._stops.append(self.adapters.cache.close)
         await self.adapters.live.start(listen=api)
         self._stops.append(self.adapters.live.close)
-        if gateway or worker:
+        if gateway or worker or dispatcher:
             await self.adapters.broker.start()
             self._stops.append(self.adapters.broker.close)
+        if dispatcher:
+            # Before the worker: in-process, its events reach only bound consumers.
+            await self._start_dispatcher()
         if worker:
             await self._start_worker()
         if gateway:
@@ -183,6 +194,20 @@ class Runtime:
         )
         await self.worker.start()
         self._stops.append(self.worker.close)
+
+    async def _start_dispatcher(self) -> None:
+        settings = self.settings
+        sender = Sender(
+            allow_private=settings.callback_allow_private,
+            max_connections=settings.dispatcher_concurrency,
+            user_agent=f"nubes/{__version__}",
+        )
+        self._stops.append(sender.close)
+        self.dispatcher = Dispatcher(
+            self.adapters.database.engine, self.adapters.broker, settings, sender
+        )
+        await self.dispatcher.start()
+        self._stops.append(self.dispatcher.close)
 
     async def _start_gateway(self) -> None:
         settings, adapters = self.settings, self.adapters

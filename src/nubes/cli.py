@@ -2,6 +2,7 @@
 
     nubes serve                       everything in one process (embedded defaults)
     nubes gateway | worker | api      one part, for production (RabbitMQ between them)
+    nubes dispatcher                  the callback dispatcher alone (needs RabbitMQ)
     nubes migrate                     apply database migrations
     nubes device add|list|show        manage devices
     nubes downlink config|shell|data  queue downlinks (also: list, cancel)
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    return await _run(settings, gateway=True, worker=True, api=True)
+    return await _run(settings, gateway=True, worker=True, api=True, dispatcher=True)
 
 
 async def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,7 +98,18 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     return await _run(settings, gateway=False, worker=False, api=True)
 
 
-async def _run(settings: Settings, *, gateway: bool, worker: bool, api: bool = False) -> int:
+async def cmd_dispatcher(args: argparse.Namespace, settings: Settings) -> int:
+    return await _run(settings, gateway=False, worker=False, dispatcher=True)
+
+
+async def _run(
+    settings: Settings,
+    *,
+    gateway: bool,
+    worker: bool,
+    api: bool = False,
+    dispatcher: bool = False,
+) -> int:
     from nubes.bootstrap import Runtime, build_adapters  # heavy: only for servers
 
     adapters = build_adapters(settings)
@@ -109,7 +121,7 @@ async def _run(settings: Settings, *, gateway: bool, worker: bool, api: bool = F
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await runtime.start(gateway=gateway, worker=worker, api=api)
+        await runtime.start(gateway=gateway, worker=worker, api=api, dispatcher=dispatcher)
         # What start-up made lives for the whole run: keep the collector from
         # walking it again at every full collection (pauses delay acks).
         gc.collect()
@@ -118,7 +130,12 @@ async def _run(settings: Settings, *, gateway: bool, worker: bool, api: bool = F
             "database: %s", make_url(settings.database_url).render_as_string(hide_password=True)
         )
         log.info(
-            "nubes %s running (gateway=%s, worker=%s, api=%s)", __version__, gateway, worker, api
+            "nubes %s running (gateway=%s, worker=%s, api=%s, dispatcher=%s)",
+            __version__,
+            gateway,
+            worker,
+            api,
+            dispatcher,
         )
         await stop.wait()
         log.info("stopping")
@@ -349,10 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nubes", description="Nubes IoT device cloud")
     parser.add_argument("--version", action="version", version=f"nubes {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
-    _simple(sub, "serve", cmd_serve, "gateway, worker and API in one process; migrates SQLite")
+    _simple(
+        sub,
+        "serve",
+        cmd_serve,
+        "gateway, worker, callback dispatcher and API in one process; migrates SQLite",
+    )
     _simple(sub, "gateway", cmd_gateway, "the UDP gateway alone (needs RabbitMQ)")
     _simple(sub, "worker", cmd_worker, "a pipeline worker alone (needs RabbitMQ)")
     _simple(sub, "api", cmd_api, "the REST API alone (stateless: run as many as needed)")
+    _simple(
+        sub,
+        "dispatcher",
+        cmd_dispatcher,
+        "the callback dispatcher alone (needs RabbitMQ; run as many as needed)",
+    )
     _simple(sub, "migrate", cmd_migrate, "apply database migrations")
     _device_parser(sub)
     _downlink_parser(sub)

@@ -1,0 +1,339 @@
+"""Callback benchmark: deliveries/s, JSONata evaluations/s, isolation from a hanging endpoint.
+
+    .venv/bin/python bench/callbacks.py                  # 20,000 deliveries, SQLite
+    .venv/bin/python bench/callbacks.py --postgres       # the same on a scratch PostgreSQL
+    .venv/bin/python bench/callbacks.py --quick          # 2,000 deliveries, a smoke test
+
+What it answers (issue 4), each figure with its target and PASS or MISS:
+
+1. transform evaluations/s on one core: the cloud.md example payload over a
+   CHESTER-like message document (target >= 50,000/s);
+2. deliveries/s, end to end in one dispatcher: `message.stored` events of
+   256 messages each go through the in-process broker (intake: deliveries
+   inserted), the dispatcher claims, loads, transforms with that payload,
+   POSTs to a fast receiver and records every attempt (target >= 3,000/s);
+3. the same healthy callback's deliveries/s while a second callback of the
+   same group points at an endpoint that accepts connections and never
+   answers (target: within 10 % of figure 2).
+
+The receiver is a separate process (raw asyncio HTTP/1.1 with keep-alive on
+two loopback ports: one answers 200 at once, one hangs), so on a two-core
+machine the dispatcher has one core and the receiver the other. Each phase
+gets a fresh scratch database (SQLite file, or a PostgreSQL database created
+and dropped here); settings are the defaults (8 requests per callback,
+200 in all) except that private addresses are allowed. A phase checks that
+every delivery ended `succeeded`, once; anything else is an error (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from storage import pg_admin, pg_url
+
+from nubes.callbacks.dispatcher import Dispatcher
+from nubes.callbacks.sender import Sender
+from nubes.callbacks.transform import compile_payload, message_document
+from nubes.config import Settings
+from nubes.ids import uuid7
+from nubes.pipeline.broker import MESSAGE_STORED, MemoryBroker
+from nubes.pipeline.rows import stored_event
+from nubes.services import devices
+from nubes.store import tables as t
+from nubes.store.database import Database
+
+PAYLOAD = """{"external_temperature": data.hygrometer.temperature,
+ "external_humidity": data.hygrometer.humidity,
+ "device_orientation": data.accelerometer.orientation}"""
+EVENT_BATCH = 256
+TARGET_DELIVERIES = 3_000.0
+TARGET_EVALUATIONS = 50_000.0
+TARGET_ISOLATION = 0.10
+ANSWER = (
+    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# -- the receiver process -------------------------------------------------------------------
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            writer.write(ANSWER)
+            await writer.drain()
+    writer.close()
+
+
+async def _hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(65536):
+            pass
+    writer.close()
+
+
+async def _receive(pipe: Connection) -> None:
+    fast = await asyncio.start_server(_answer, "127.0.0.1", 0, backlog=1024)
+    hang = await asyncio.start_server(_hang, "127.0.0.1", 0, backlog=1024)
+    pipe.send((fast.sockets[0].getsockname()[1], hang.sockets[0].getsockname()[1]))
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+
+def receiver_main(pipe: Connection) -> None:
+    uvloop.run(_receive(pipe))
+
+
+@contextlib.contextmanager
+def receiver() -> Any:
+    """(fast URL, hanging URL) of a receiver process, stopped after."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=receiver_main, args=(theirs,), daemon=True)
+    process.start()
+    fast, hang = ours.recv()
+    try:
+        yield f"http://127.0.0.1:{fast}/in", f"http://127.0.0.1:{hang}/in"
+    finally:
+        ours.send("stop")
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+
+
+# -- seeding --------------------------------------------------------------------------------
+
+
+def body(index: int) -> dict[str, Any]:
+    """A CHESTER-like decoded body (~400 bytes of JSON)."""
+    return {
+        "message": {"sequence": index},
+        "system": {"uptime": 86_400 + index, "voltage_rest": 3.61, "voltage_load": 3.48},
+        "network": {"imei": 351234567890123, "parameter": {"rsrp": -95, "rsrq": -10, "snr": 7}},
+        "hygrometer": {
+            "temperature": {"measurements": [{"avg": 21.5, "min": 21.1, "max": 21.9}]},
+            "humidity": {"measurements": [{"avg": 45.0, "min": 44.0, "max": 46.0}]},
+        },
+        "accelerometer": {"orientation": 1 + index % 6},
+        "thermometer": {"temperature": 22.43},
+    }
+
+
+def message_rows(device: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    now = time.time()
+    return [
+        {
+            "id": uuid7(now + i / 100_000),
+            "created_at": datetime.fromtimestamp(now + i / 100_000, UTC),
+            "organization_id": device["organization_id"],
+            "group_id": device["group_id"],
+            "device_id": device["id"],
+            "session_id": None,
+            "type": "data",
+            "direction": "up",
+            "body": body(i),
+            "raw": os.urandom(60),
+            "codec_hash": "0123456789abcdef",
+            "decode_state": "decoded",
+            "decode_error": None,
+            "downlink_id": None,
+        }
+        for i in range(count)
+    ]
+
+
+async def seed(
+    engine: Any, count: int, urls: list[str]
+) -> tuple[list[dict[str, Any]], list[uuid.UUID]]:
+    device = await devices.add_device(
+        engine, serial=123_456_789, claim_token=os.urandom(16), name="bench"
+    )
+    rows = message_rows(device, count)
+    async with engine.begin() as conn:
+        for start in range(0, count, 2_000):
+            await conn.execute(sa.insert(t.messages), rows[start : start + 2_000])
+    now = datetime.now(UTC)
+    ids = [uuid.uuid4() for _ in urls]
+    async with engine.begin() as conn:
+        for callback_id, url in zip(ids, urls, strict=True):
+            await conn.execute(
+                sa.insert(t.callbacks).values(
+                    id=callback_id,
+                    organization_id=device["organization_id"],
+                    group_id=device["group_id"],
+                    name="bench",
+                    method="POST",
+                    url=url,
+                    query_params=[],
+                    headers=[{"name": "Authorization", "value": "Bearer bench"}],
+                    content_type="application/json",
+                    payload=PAYLOAD,
+                    triggers=["data"],
+                    timeout=10.0,
+                    retry_delays=[10, 30, 60],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    return rows, ids
+
+
+@contextlib.asynccontextmanager
+async def scratch(postgres: bool) -> AsyncIterator[Database]:
+    """A migrated scratch database, dropped after."""
+    if postgres:
+        name = f"nubes_bench_callbacks_{os.getpid()}_{secrets.token_hex(3)}"
+        await pg_admin(f'CREATE DATABASE "{name}"')
+        database = Database(pg_url(name))
+        try:
+            await database.migrate()
+            yield database
+        finally:
+            await database.dispose()
+            await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        database = Database(f"sqlite+aiosqlite:///{folder}/bench.db")
+        try:
+            await database.migrate()
+            yield database
+        finally:
+            await database.dispose()
+
+
+# -- the phases -----------------------------------------------------------------------------
+
+
+def evaluations(seconds: float) -> float:
+    payload = compile_payload(PAYLOAD)
+    row = message_rows({"id": uuid.uuid4(), "organization_id": uuid.uuid4(), "group_id": None}, 1)
+    document = message_document(row[0], {"id": uuid.uuid4(), "name": "b", "serial": 1})
+    for _ in range(200):  # warm-up
+        payload.apply(document)
+    done, began = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - began) < seconds:
+        for _ in range(500):
+            payload.apply(document)
+        done += 500
+    return done / elapsed
+
+
+async def deliveries(postgres: bool, count: int, fast: str, hang: str | None) -> tuple[float, int]:
+    """Deliveries/s of the healthy callback, and how many ended wrong."""
+    urls = [fast] if hang is None else [fast, hang]
+    async with scratch(postgres) as database:
+        engine = database.engine
+        rows, ids = await seed(engine, count, urls)
+        broker = MemoryBroker()
+        settings = Settings(callback_allow_private=True)
+        sender = Sender(
+            allow_private=True, max_connections=settings.dispatcher_concurrency, user_agent="b"
+        )
+        dispatcher = Dispatcher(engine, broker, settings, sender)
+        await dispatcher.start()
+        try:
+            began = time.perf_counter()
+            for start in range(0, count, EVENT_BATCH):
+                events = [stored_event(row) for row in rows[start : start + EVENT_BATCH]]
+                await broker.publish(MESSAGE_STORED, _events(events))
+            while dispatcher.delivered < count:  # noqa: ASYNC110 - a plain counter, polled
+                await asyncio.sleep(0.005)
+            rate = count / (time.perf_counter() - began)
+        finally:
+            await dispatcher.close()
+            await broker.close()
+            await sender.close()
+        wrong = await _wrong(engine, ids[0], count)
+    return rate, wrong
+
+
+def _events(events: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"v": 1, "messages": events}, default=str)
+
+
+async def _wrong(engine: Any, callback_id: uuid.UUID, count: int) -> int:
+    d = t.deliveries
+    query = sa.select(sa.func.count()).where(
+        d.c.callback_id == callback_id, d.c.state == "succeeded"
+    )
+    async with engine.connect() as conn:
+        succeeded = int((await conn.scalar(query)) or 0)
+    return count - succeeded
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+async def main(args: argparse.Namespace) -> int:
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    say(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; database {backend}")
+    per_core = evaluations(1.0 if args.quick else 3.0)
+    say(
+        f"1. transform evaluations/s (one core, cloud.md example): {per_core:,.0f}/s"
+        f"  target >= {TARGET_EVALUATIONS:,.0f}/s  {verdict(per_core >= TARGET_EVALUATIONS)}"
+    )
+    errors = 0
+    with receiver() as (fast, hang):
+        healthy, wrong = await deliveries(args.postgres, args.deliveries, fast, None)
+        errors += wrong
+        say(
+            f"2. deliveries/s, JSONata to a local receiver ({args.deliveries:,}): {healthy:,.0f}/s"
+            f"  target >= {TARGET_DELIVERIES:,.0f}/s  {verdict(healthy >= TARGET_DELIVERIES)}"
+        )
+        beside, wrong = await deliveries(args.postgres, args.deliveries, fast, hang)
+        errors += wrong
+        ratio = beside / healthy
+        say(
+            f"3. healthy callback's deliveries/s beside a hanging one: {beside:,.0f}/s"
+            f" ({ratio:.0%} of healthy-only)  target within {TARGET_ISOLATION:.0%}"
+            f"  {verdict(ratio >= 1 - TARGET_ISOLATION)}"
+        )
+    say(f"errors (deliveries not succeeded): {errors}")
+    return 1 if errors else 0
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--deliveries", type=int, default=20_000, help="per phase")
+    parser.add_argument("--postgres", action="store_true", help="a scratch PostgreSQL database")
+    parser.add_argument("--quick", action="store_true", help="2,000 deliveries (smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.deliveries = 2_000
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(uvloop.run(main(arguments())))
