@@ -38,6 +38,7 @@ test: $(TEST_STAMP) lint
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/callbacks.py
 
 clean:
 	rm -rf $(VENV) var build dist src/*.egg-info
