@@ -9,6 +9,7 @@ record and are parsed once (`known_uuid`).
 
 from __future__ import annotations
 
+import base64
 import functools
 import uuid
 from datetime import datetime
@@ -144,7 +145,11 @@ def stored_event(row: Row) -> dict[str, Any]:
     """The message as later consumers (callbacks, live streams) receive it.
 
     UUIDs and times stay objects: orjson writes them (as strings, RFC 3339).
+    It carries every column of the message (the raw bytes in base64), so a
+    consumer such as the callback dispatcher can act on it without reading
+    the message back.
     """
+    raw = row["raw"]
     return {
         "id": row["id"],
         "created_at": row["created_at"],
@@ -156,4 +161,8 @@ def stored_event(row: Row) -> dict[str, Any]:
         "direction": row["direction"],
         "body": row["body"],
         "codec_hash": row["codec_hash"],
+        "raw": None if raw is None else base64.b64encode(raw).decode("ascii"),
+        "decode_state": row["decode_state"],
+        "decode_error": row["decode_error"],
+        "downlink_id": row["downlink_id"],
     }

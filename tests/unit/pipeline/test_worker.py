@@ -11,6 +11,7 @@ differ there in tests/integration/pipeline/test_worker_postgres.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import uuid
@@ -749,6 +750,10 @@ async def test_the_stored_event_carries_the_message(
         "direction": "up",
         "body": expected_body(4),
         "codec_hash": hash_hex(DEMO_HASH),
+        "raw": base64.b64encode(unb64(record["raw"])).decode("ascii"),
+        "decode_state": "decoded",
+        "decode_error": None,
+        "downlink_id": None,
     }
 
 
