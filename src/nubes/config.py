@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # the operator's own network); tests and closed installations turn it on.
     callback_allow_private: bool = False
     # At most this many requests in flight per callback, and in all.
-    callback_concurrency: int = Field(default=8, ge=1, le=1000)
+    callback_concurrency: int = Field(default=16, ge=1, le=1000)
     dispatcher_concurrency: int = Field(default=200, ge=1, le=10_000)
     # A callback failing this many times in a row is paused (circuit breaker)
     # for the pause, then probed with one request.

@@ -39,6 +39,7 @@ the API refuses such settings at save time.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -271,9 +272,37 @@ def log_request(request: OutgoingRequest) -> dict[str, Any]:
         "method": request.method,
         "url": redact_url(request.url),
         "headers": headers,
-        "body": request.body[:LOGGED_BODY_BYTES].decode("utf-8", "replace"),
-        "body_truncated": len(request.body) > LOGGED_BODY_BYTES,
+        **logged_body(request.body),
     }
+
+
+def logged_body(data: bytes) -> dict[str, Any]:
+    """The first `LOGGED_BODY_BYTES` of a body as the log keeps them.
+
+    Text (UTF-8 without NUL, a character cut at the end allowed) stays
+    text; anything else, e.g. a device's raw bytes sent as
+    `application/octet-stream`, is kept in base64 (`body_encoding`), since
+    PostgreSQL's JSON cannot hold NUL and replacement characters would lose
+    the bytes.
+    """
+    head = data[:LOGGED_BODY_BYTES]
+    text = head.decode("utf-8", "ignore") if _is_text(head) else None
+    return {
+        "body": text if text is not None else base64.b64encode(head).decode("ascii"),
+        "body_encoding": "utf-8" if text is not None else "base64",
+        "body_truncated": len(data) > LOGGED_BODY_BYTES,
+    }
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # Only a character cut by the 4 KB limit is forgiven.
+        return err.start >= len(head) - 3 and err.reason == "unexpected end of data"
+    return True
 
 
 def redact_url(url: str) -> str:

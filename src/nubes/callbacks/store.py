@@ -42,106 +42,101 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from nubes.callbacks import postgres
+from nubes.callbacks.delivery import (
+    ERROR_CHARS,
+    CallbackHealth,
+    Claimed,
+    NewDelivery,
+    Outcome,
+)
 from nubes.store import tables as t
+from nubes.store.bulk import driver_of
 from nubes.store.ingest import upsert
 
 __all__ = [
     "CallbackHealth",
     "Claimed",
+    "NewDelivery",
     "Outcome",
     "claim",
     "create_deliveries",
     "health",
+    "insert_deliveries",
+    "load_devices",
     "load_messages",
     "next_due",
     "record",
     "release",
+    "renew",
     "replay",
     "take_probe",
 ]
 
 d, c = t.deliveries, t.callbacks
-
-ERROR_CHARS = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A delivery this dispatcher holds until `lease_until`."""
-
-    id: uuid.UUID
-    callback_id: uuid.UUID
-    message_id: uuid.UUID
-    organization_id: uuid.UUID
-    attempts: int  # before this one
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackHealth:
-    id: uuid.UUID
-    version: int
-    failure_streak: int
-    paused_until: datetime | None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """One finished attempt, as the dispatcher hands it to `record`.
-
-    `state` is the delivery's next state; `next_attempt_at` is set when it is
-    `pending` again (a retry). `endpoint` tells whether the outcome says
-    anything about the endpoint's health (a transform error or a skip does not).
-    """
-
-    delivery_id: uuid.UUID
-    callback_id: uuid.UUID
-    at: datetime
-    state: str  # succeeded | pending | failed | skipped
-    attempts: int  # after this one
-    outcome: str  # success | failure | skipped
-    endpoint: bool
-    next_attempt_at: datetime | None = None
-    duration_ms: float | None = None
-    request: Any = None
-    response: Any = None
-    status: int | None = None
-    error: str | None = None
+RENEW_CHUNK = 1_000
 
 
 def _uuid(value: Any) -> uuid.UUID:
     # asyncpg hands out its own UUID type; the rest of Nubes expects uuid.UUID.
-    return value if type(value) is uuid.UUID else uuid.UUID(str(value))
+    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
 
 
-async def create_deliveries(
-    engine: AsyncEngine, pairs: Iterable[tuple[uuid.UUID, uuid.UUID, uuid.UUID]], now: datetime
-) -> int:
-    """Deliveries for (callback id, organization id, message id); returns how many are new."""
+async def insert_deliveries(
+    engine: AsyncEngine, deliveries: Sequence[NewDelivery], now: datetime, lease_until: datetime
+) -> set[uuid.UUID]:
+    """Creates the deliveries not created yet; returns the ids of those it created.
+
+    Held ones are `delivering` under a lease until `lease_until`, the others
+    `pending` and due now.
+    """
+    if not deliveries:
+        return set()
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:  # one statement: atomic by itself
+            driver = (await conn.get_raw_connection()).driver_connection
+            return await postgres.insert_deliveries(
+                driver, _key_order(deliveries), now, lease_until
+            )
+    # In key order, so two dispatchers inserting overlapping batches take
+    # their index locks in the same order (no deadlock on PostgreSQL).
+    ordered = _key_order(deliveries)
     rows = [
         {
-            "id": uuid.uuid4(),
-            "organization_id": organization_id,
-            "callback_id": callback_id,
-            "message_id": message_id,
-            "state": "pending",
+            "id": n.id,
+            "organization_id": n.organization_id,
+            "callback_id": n.callback_id,
+            "message_id": n.message_id,
+            "state": "delivering" if n.held else "pending",
             "attempts": 0,
             "next_attempt_at": now,
+            "lease_until": lease_until if n.held else None,
             "created_at": now,
             "updated_at": now,
         }
-        for callback_id, organization_id, message_id in pairs
+        for n in ordered
     ]
-    if not rows:
-        return 0
-    # In key order, so two dispatchers inserting overlapping batches take
-    # their index locks in the same order (no deadlock on PostgreSQL).
-    rows.sort(key=lambda row: (str(row["callback_id"]), str(row["message_id"])))
     stmt = upsert(engine.dialect.name, d).on_conflict_do_nothing(
         index_elements=["callback_id", "message_id"]
     )
     async with engine.begin() as conn:
         result = await conn.execute(stmt.returning(d.c.id), rows)
-        return len(result.all())
+        return {_uuid(row[0]) for row in result}
+
+
+def _key_order(deliveries: Sequence[NewDelivery]) -> list[NewDelivery]:
+    return sorted(deliveries, key=lambda n: (str(n.callback_id), str(n.message_id)))
+
+
+async def create_deliveries(
+    engine: AsyncEngine, pairs: Iterable[tuple[uuid.UUID, uuid.UUID, uuid.UUID]], now: datetime
+) -> int:
+    """Pending deliveries of (callback id, organization id, message id); how many are new."""
+    deliveries = [
+        NewDelivery(uuid.uuid4(), callback_id, organization_id, message_id)
+        for callback_id, organization_id, message_id in pairs
+    ]
+    return len(await insert_deliveries(engine, deliveries, now, now))
 
 
 async def claim(
@@ -154,6 +149,13 @@ async def claim(
     busy: Sequence[uuid.UUID] = (),
 ) -> list[Claimed]:
     """Leases up to `limit` due deliveries, at most `per_callback` of each callback."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:  # one statement: atomic by itself
+            driver = (await conn.get_raw_connection()).driver_connection
+            return await postgres.claim(
+                driver, now, limit=limit, per_callback=per_callback,
+                lease_until=lease_until, busy=busy,
+            )  # fmt: skip
     due = sa.or_(
         sa.and_(d.c.state == "pending", d.c.next_attempt_at <= now),
         sa.and_(d.c.state == "delivering", d.c.lease_until < now),
@@ -212,6 +214,21 @@ async def release(engine: AsyncEngine, delivery_ids: Sequence[uuid.UUID], now: d
         await conn.execute(stmt)
 
 
+async def renew(
+    engine: AsyncEngine, delivery_ids: Sequence[uuid.UUID], lease_until: datetime
+) -> None:
+    """Extends the lease of deliveries still held (`delivering`) by their dispatcher."""
+    ids = sorted(delivery_ids)
+    for start in range(0, len(ids), RENEW_CHUNK):
+        stmt = (
+            sa.update(d)
+            .where(d.c.id.in_(ids[start : start + RENEW_CHUNK]), d.c.state == "delivering")
+            .values(lease_until=lease_until)
+        )
+        async with engine.begin() as conn:
+            await conn.execute(stmt)
+
+
 async def health(engine: AsyncEngine, callback_ids: Iterable[uuid.UUID]) -> list[CallbackHealth]:
     wanted = sorted(set(callback_ids))
     if not wanted:
@@ -252,6 +269,17 @@ async def load_messages(
     wanted = sorted(set(message_ids))
     if not wanted:
         return {}
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            return await postgres.load_messages(driver, wanted)
+    return await portable_load_messages(engine, wanted)
+
+
+async def portable_load_messages(
+    engine: AsyncEngine, wanted: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """`load_messages` through SQLAlchemy, on any database (tests compare the two)."""
     m, dev = t.messages, t.devices
     query = (
         sa.select(
@@ -268,6 +296,20 @@ async def load_messages(
     return {_uuid(row["id"]): dict(row) for row in rows}
 
 
+async def load_devices(
+    engine: AsyncEngine, device_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """Name, serial number and label of these devices (deleted ones are missing)."""
+    wanted = sorted(set(device_ids))
+    if not wanted:
+        return {}
+    dev = t.devices
+    query = sa.select(dev.c.id, dev.c.name, dev.c.serial, dev.c.label).where(dev.c.id.in_(wanted))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {_uuid(row[0]): {"name": row[1], "serial": row[2], "label": row[3]} for row in rows}
+
+
 async def record(
     engine: AsyncEngine,
     outcomes: Sequence[Outcome],
@@ -282,24 +324,26 @@ async def record(
     if not outcomes:
         return {}
     async with engine.begin() as conn:
-        await conn.execute(
-            _attempt_insert(engine.dialect.name), [_attempt_row(o) for o in outcomes]
-        )
-        await _update_deliveries(conn, outcomes)
+        if engine.dialect.name == "postgresql":
+            driver = await driver_of(conn)
+            await postgres.copy_attempts(driver, outcomes)
+            await postgres.update_deliveries(driver, outcomes)
+        else:
+            await conn.execute(_attempt_insert(), [_attempt_row(o) for o in outcomes])
+            await _update_deliveries(conn, outcomes)
         return await _update_health(conn, outcomes, breaker_failures, breaker_pause)
 
 
-def _attempt_insert(dialect: str) -> Any:
-    """The attempts INSERT, with the JSON columns bound as text made by orjson.
+def _attempt_insert() -> Any:
+    """The attempts INSERT (SQLite), with the JSON columns bound as text made by orjson.
 
     The logged request and response are most of an attempt row, and the
     standard library's encoder (SQLAlchemy's default) costs several times
-    orjson's on them; PostgreSQL casts the text to JSONB, SQLite keeps it as is.
+    orjson's on them.
     """
 
     def text(name: str) -> Any:
-        param = sa.bindparam(name, type_=sa.Text())
-        return sa.cast(param, t.JSONType) if dialect == "postgresql" else param
+        return sa.bindparam(name, type_=sa.Text())
 
     return sa.insert(t.delivery_attempts).values(
         delivery_id=sa.bindparam("delivery_id"),

@@ -28,7 +28,7 @@ MESSAGE_COLUMNS = [column.name for column in t.messages.c]
 LOG_COLUMNS = [column.name for column in t.session_log.c if column.name != "id"]
 
 
-async def _driver(conn: AsyncConnection) -> Any:
+async def driver_of(conn: AsyncConnection) -> Any:
     """The asyncpg connection under `conn`, inside `conn`'s transaction.
 
     SQLAlchemy begins the driver's transaction lazily, at its first
@@ -62,7 +62,7 @@ def _message_tuples(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
 
 async def copy_messages(conn: AsyncConnection, rows: Sequence[Row]) -> set[uuid.UUID]:
     """Inserts messages whose id is new; returns those ids."""
-    driver = await _driver(conn)
+    driver = await driver_of(conn)
     await driver.execute(
         "CREATE TEMP TABLE IF NOT EXISTS incoming_messages "
         "(LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -80,7 +80,7 @@ async def copy_messages(conn: AsyncConnection, rows: Sequence[Row]) -> set[uuid.
 
 
 async def copy_log(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    driver = await _driver(conn)
+    driver = await driver_of(conn)
     await driver.copy_records_to_table(
         "session_log", records=[_log_values(row) for row in rows], columns=LOG_COLUMNS
     )

@@ -37,6 +37,7 @@ from callback_kit import (
     wait_until,
 )
 from nubes.bootstrap import Adapters, Runtime
+from nubes.callbacks import dispatcher as dispatcher_module
 from nubes.callbacks import store
 from nubes.callbacks.dispatcher import Dispatcher
 from nubes.callbacks.sender import Sender
@@ -127,6 +128,64 @@ async def test_an_event_batch_delivered_twice_makes_one_delivery_per_callback_an
         str(row["id"]) for row in rows
     )
     assert await deliveries(engine, session_hook) == []
+
+
+async def test_a_fresh_delivery_is_sent_from_the_event_without_reading_the_message(
+    migrated_db: Database, device: Device, receiver: Receiver
+) -> None:
+    engine = migrated_db.engine
+    await hook(migrated_db, device, receiver, payload="{'t': data.thermometer.temperature}")
+    rows = message_rows(device, 1)  # never stored: only the event knows it
+    async with dispatching(migrated_db) as dispatcher:
+        await publish(broker_of(dispatcher), rows)
+        await wait_until(lambda: all_in(engine, None, "succeeded", 1))
+    (request,) = receiver.requests
+    assert orjson.loads(request.body) == {"t": 20.0}
+    assert request.headers["x-nubes-message"] == str(rows[0]["id"])
+
+
+async def test_an_event_without_the_message_columns_is_sent_from_the_stored_row(
+    migrated_db: Database, device: Device, receiver: Receiver
+) -> None:
+    """Events of an older worker carry no raw bytes: the claim path reads the row."""
+    engine = migrated_db.engine
+    await hook(migrated_db, device, receiver, content_type="application/octet-stream", payload="")
+    rows = message_rows(device, 2)
+    await add_messages(engine, rows)
+    events = orjson.loads(stored_events(rows))
+    for event in events["messages"]:
+        del event["raw"], event["decode_state"]
+    async with dispatching(migrated_db) as dispatcher:
+        await broker_of(dispatcher).publish(MESSAGE_STORED, orjson.dumps(events))
+        await wait_until(lambda: all_in(engine, None, "succeeded", 2))
+    assert sorted(r.body for r in receiver.requests) == sorted(row["raw"] for row in rows)
+
+
+async def test_a_dispatcher_renews_the_leases_of_what_it_holds(
+    migrated_db: Database, device: Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = migrated_db.engine
+    monkeypatch.setattr(dispatcher_module, "LEASE", timedelta(seconds=0.6))
+    stuck = Receiver()
+    await stuck.start()
+    stuck.hang = True
+    try:
+        await hook(migrated_db, device, stuck, timeout=5.0)
+        rows = message_rows(device, 1)
+        async with dispatching(migrated_db) as dispatcher:
+            await publish(broker_of(dispatcher), rows)
+            (first,) = await wait_until(lambda: _leases(engine))
+            # Renewed every 0.2 s, each time to now + 5.6 s.
+            await wait_until(lambda: _leases(engine, later_than=first))
+    finally:
+        await stuck.close()
+
+
+async def _leases(engine: Any, later_than: datetime | None = None) -> list[datetime]:
+    found = [row["lease_until"] for row in await deliveries(engine) if row["lease_until"]]
+    if later_than is not None:
+        return [lease for lease in found if lease > later_than]
+    return found
 
 
 async def test_a_success_is_logged_with_the_request_redacted_and_the_response(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -28,6 +29,7 @@ from nubes.callbacks.request import (
     build_request,
     flatten,
     log_request,
+    logged_body,
     sign,
     verify,
 )
@@ -347,19 +349,34 @@ def test_log_request_keeps_a_plain_url_as_it_is() -> None:
 
 
 def test_log_request_cuts_the_body() -> None:
-    body = "ž" * LOGGED_BODY_BYTES  # two bytes each: the cut falls inside a character
+    body = "ž" * LOGGED_BODY_BYTES  # two bytes each
     request = OutgoingRequest("POST", "https://example.com/", (), body.encode())
     logged = log_request(request)
     assert logged["body_truncated"] is True
     assert logged["body"] == "ž" * (LOGGED_BODY_BYTES // 2)
+    assert logged["body_encoding"] == "utf-8"
+    cut = OutgoingRequest("POST", "https://example.com/", (), b"a" + body.encode())
+    assert log_request(cut)["body"] == "a" + "ž" * (LOGGED_BODY_BYTES // 2 - 1)  # half dropped
     odd = OutgoingRequest("POST", "https://example.com/", (), b"\xff" + b"a" * 10)
     assert log_request(odd) == {
         "method": "POST",
         "url": "https://example.com/",
         "headers": [],
-        "body": "\ufffd" + "a" * 10,
+        "body": base64.b64encode(b"\xff" + b"a" * 10).decode(),
+        "body_encoding": "base64",
         "body_truncated": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [(b"", "utf-8"), (b"plain", "utf-8"), (b"a\x00b", "base64"), (b"\xc3\x28", "base64")],
+)
+def test_logged_body_keeps_text_as_text_and_bytes_in_base64(data: bytes, encoding: str) -> None:
+    logged = logged_body(data)
+    assert logged["body_encoding"] == encoding
+    shown = logged["body"].encode() if encoding == "utf-8" else base64.b64decode(logged["body"])
+    assert shown == data
     json.dumps(log_request(build(callback())))
 
 
