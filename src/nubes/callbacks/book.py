@@ -3,13 +3,15 @@
 The intake asks, for every stored message, which callbacks fire: that must
 not cost a query. The book holds every callback by id and the enabled ones by
 group, re-reads the rows whose `updated_at` moved (every second, like the
-gateway's device directory), compiles each payload once per callback version,
+gateway's device directory, and before an event batch whose messages arrived
+after the last refresh began), compiles each payload once per callback version,
 and remembers which callbacks have a tripped circuit breaker (`paused_until`
 set, by this dispatcher or another): those never take the intake's fast path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -44,6 +46,8 @@ class CallbackBook:
         self._by_group: dict[uuid.UUID, list[CallbackConfig]] = {}
         self._payloads: dict[uuid.UUID, tuple[int, Payload | TransformError]] = {}
         self._newest: datetime | None = None
+        self._lock = asyncio.Lock()
+        self.refreshed_at: datetime | None = None  # when the last refresh began
 
     def firing(self, group_id: uuid.UUID, message_type: str) -> list[CallbackConfig]:
         return [cb for cb in self._by_group.get(group_id, ()) if message_type in cb.triggers]
@@ -55,8 +59,26 @@ class CallbackBook:
     def live(self, callback_id: uuid.UUID) -> bool:
         return self._live.get(callback_id, False)
 
+    async def refresh_since(self, moment: datetime) -> None:
+        """Refreshes unless a refresh began after `moment`.
+
+        Called with the arrival time of the newest message of an event batch,
+        so that a callback saved before a message arrived fires for it, even
+        in the second between two periodic refreshes.
+        """
+        if self.refreshed_at is not None and self.refreshed_at >= moment:
+            return
+        async with self._lock:  # one refresh serves every batch waiting for it
+            if self.refreshed_at is None or self.refreshed_at < moment:
+                await self._refresh()
+
     async def refresh(self) -> int:
         """Reads changed callbacks and the breaker states; returns how many rows changed."""
+        async with self._lock:
+            return await self._refresh()
+
+    async def _refresh(self) -> int:
+        began = _now()
         c = t.callbacks
         query = sa.select(c)
         if self._newest is not None:
@@ -65,6 +87,7 @@ class CallbackBook:
         async with self._engine.connect() as conn:
             rows = await conn.execute(sa.select(c.c.id).where(c.c.paused_until.is_not(None)))
             self.tripped = {uuid.UUID(str(row[0])) for row in rows}
+        self.refreshed_at = began
         return changed
 
     async def load(self, ids: Iterable[uuid.UUID]) -> None:

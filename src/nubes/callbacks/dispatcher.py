@@ -110,6 +110,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _arrival(event: Event) -> datetime:
+    """When the event's message arrived (`created_at`, RFC 3339; naive means UTC)."""
+    moment = datetime.fromisoformat(event["created_at"])
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 class Dispatcher:
     """Consumes `message.stored`, keeps deliveries durable, sends them."""
 
@@ -191,9 +197,16 @@ class Dispatcher:
         """One `message.stored` event batch; returns (is acked) once its deliveries are stored."""
         try:
             events = orjson.loads(body)["messages"]
-            firing = list(self._firing(events))
+            newest = max((_arrival(event) for event in events), default=None)
         except (KeyError, TypeError, ValueError) as err:
             log.error("dropping a message.stored body that is not an event batch: %r", err)
+            return
+        if newest is not None:
+            await self.callbacks.refresh_since(newest)
+        try:
+            firing = list(self._firing(events))
+        except (KeyError, TypeError, ValueError) as err:
+            log.error("dropping a message.stored body with a malformed event: %r", err)
             return
         if firing:
             await self._intake(firing)

@@ -54,7 +54,8 @@ from nubes.services import audit
 from nubes.store import tables as t
 
 CALLBACK_SORT_FIELDS = ("name", "created_at", "updated_at")
-DELIVERY_STATES = ("pending", "delivering", "succeeded", "failed", "skipped")
+DELIVERY_STATES = ("pending", "delivering", "succeeded", "failed", "skipped", "cancelled")
+WAITING_STATES = ("pending", "delivering")
 
 _c, _d, _a = t.callbacks, t.deliveries, t.delivery_attempts
 _VIEW_COLUMNS = [
@@ -305,7 +306,11 @@ async def update_callback(
 async def delete_callback(
     engine: AsyncEngine, callback: Mapping[str, Any], actor: audit.Actor
 ) -> None:
-    """Soft delete: no new deliveries; its delivery log stays readable."""
+    """Soft delete: no new deliveries, waiting ones `cancelled`; the log stays readable.
+
+    A delivery in flight at that moment finishes; its outcome is logged as an
+    attempt, and its state stays `cancelled`.
+    """
     now = datetime.now(UTC)
     async with engine.begin() as conn:
         done = await conn.execute(
@@ -315,6 +320,16 @@ async def delete_callback(
         )
         if done.rowcount == 0:
             raise NotFound("callback not found")
+        await conn.execute(
+            sa.update(_d)
+            .where(_d.c.callback_id == callback["id"], _d.c.state.in_(WAITING_STATES))
+            .values(
+                state="cancelled",
+                lease_until=None,
+                last_error="the callback was deleted",
+                updated_at=now,
+            )
+        )
         details = {"name": callback["name"]}
         await audit.record(
             conn,

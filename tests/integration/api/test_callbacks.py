@@ -711,6 +711,25 @@ async def test_deliveries_and_replay(api: Api) -> None:
     assert actions.count("callback.replay") == 3
 
 
+async def test_deleting_a_callback_cancels_its_waiting_deliveries(api: Api) -> None:
+    device = await add_test_device(api.engine, api.a, 4)
+    messages = await insert_messages(api.engine, device, 3)
+    created = await _create(api, api.a)
+    pending, delivering, succeeded = await _seed_deliveries(
+        api, api.a, created["id"], messages, ["pending", "delivering", "succeeded"]
+    )
+    deleted = await api.client.delete(
+        f"/v1/callbacks/{created['id']}", headers=api.a.headers("write")
+    )
+    assert deleted.status_code == 204
+    async with api.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(t.deliveries))).mappings().all()
+    found = {row["id"]: row for row in rows}
+    assert found[pending]["state"] == found[delivering]["state"] == "cancelled"
+    assert found[pending]["last_error"] == "the callback was deleted"
+    assert found[succeeded]["state"] == "succeeded"
+
+
 # --- tenancy and levels ------------------------------------------------------------------
 
 

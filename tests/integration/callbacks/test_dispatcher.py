@@ -60,14 +60,19 @@ def settings(**values: Any) -> Settings:
 
 @asynccontextmanager
 async def dispatching(
-    database: Database, broker: Broker | None = None, **values: Any
+    database: Database, broker: Broker | None = None, refresh_seconds: float = 0.1, **values: Any
 ) -> AsyncIterator[Dispatcher]:
     """A started dispatcher (own MemoryBroker unless given one), stopped after."""
     own = broker is None
     used: Broker = MemoryBroker() if broker is None else broker
     sender = Sender(allow_private=True, max_connections=100, user_agent="nubes/test")
     dispatcher = Dispatcher(
-        database.engine, used, settings(**values), sender, poll_seconds=0.1, refresh_seconds=0.1
+        database.engine,
+        used,
+        settings(**values),
+        sender,
+        poll_seconds=0.1,
+        refresh_seconds=refresh_seconds,
     )
     await dispatcher.start()
     try:
@@ -159,6 +164,24 @@ async def test_an_event_without_the_message_columns_is_sent_from_the_stored_row(
         await broker_of(dispatcher).publish(MESSAGE_STORED, orjson.dumps(events))
         await wait_until(lambda: all_in(engine, None, "succeeded", 2))
     assert sorted(r.body for r in receiver.requests) == sorted(row["raw"] for row in rows)
+
+
+async def test_a_callback_saved_just_before_a_message_fires_for_it(
+    migrated_db: Database, device: Device, receiver: Receiver
+) -> None:
+    """No periodic refresh happens during the test: the event batch asks for one."""
+    engine = migrated_db.engine
+    async with dispatching(migrated_db, refresh_seconds=3600) as dispatcher:
+        await hook(migrated_db, device, receiver)
+        rows = message_rows(device, 2)
+        await publish(broker_of(dispatcher), rows)
+        await wait_until(lambda: all_in(engine, None, "succeeded", 2))
+        old = message_rows(device, 1)  # arrived before the last refresh: no new one
+        old[0]["created_at"] -= timedelta(minutes=1)
+        refreshed = dispatcher.callbacks.refreshed_at
+        await publish(broker_of(dispatcher), old)
+        assert dispatcher.callbacks.refreshed_at == refreshed
+        await wait_until(lambda: all_in(engine, None, "succeeded", 3))
 
 
 async def test_a_dispatcher_renews_the_leases_of_what_it_holds(

@@ -74,7 +74,7 @@ Delays = Annotated[
     Field(max_length=20, description="Seconds before each retry (at most 20, each up to 7 days)"),
 ]
 Secret = Annotated[str, Field(max_length=200, pattern=TEXT_PATTERN)]
-State = Literal["pending", "delivering", "succeeded", "failed", "skipped"]
+State = Literal["pending", "delivering", "succeeded", "failed", "skipped", "cancelled"]
 CallbackId = Annotated[uuid.UUID, Path(description="The callback's id")]
 
 _INVALID: dict[int | str, dict[str, Any]] = {
