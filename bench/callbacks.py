@@ -1,7 +1,8 @@
 """Callback benchmark: deliveries/s, JSONata evaluations/s, isolation from a hanging endpoint.
 
     .venv/bin/python bench/callbacks.py                  # 20,000 deliveries, SQLite
-    .venv/bin/python bench/callbacks.py --postgres       # the same on a scratch PostgreSQL
+    .venv/bin/python bench/callbacks.py --postgres       # the same on a scratch PostgreSQL,
+                                                         # then 2 dispatcher processes
     .venv/bin/python bench/callbacks.py --quick          # 2,000 deliveries, a smoke test
 
 What it answers (issue 4), each figure with its target and PASS or MISS:
@@ -14,7 +15,10 @@ What it answers (issue 4), each figure with its target and PASS or MISS:
    POSTs to a fast receiver and records every attempt (target >= 3,000/s);
 3. the same healthy callback's deliveries/s while a second callback of the
    same group points at an endpoint that accepts connections and never
-   answers (target: within 10 % of figure 2).
+   answers (target: within 10 % of figure 2);
+4. with `--postgres`: figure 2 again in the production layout, with
+   `--dispatchers` (default 2) dispatcher processes consuming the events
+   from RabbitMQ (`dispatchers.py`), as `nubes dispatcher` scales out.
 
 The receiver is a separate process (raw asyncio HTTP/1.1 with keep-alive on
 two loopback ports: one answers 200 at once, one hangs), so on a two-core
@@ -49,6 +53,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dispatchers
 from storage import pg_admin, pg_url
 
 from nubes.callbacks.dispatcher import Dispatcher
@@ -248,6 +253,21 @@ def evaluations(seconds: float) -> float:
     return done / elapsed
 
 
+async def scaled_out(count: int, fast: str, processes: int) -> tuple[float, int, float]:
+    """As `deliveries`, with `processes` dispatcher processes behind RabbitMQ (PostgreSQL)."""
+    async with scratch(True) as database:
+        engine = database.engine
+        rows, ids = await seed(engine, count, [fast])
+        bodies = [
+            _events([stored_event(row) for row in rows[start : start + EVENT_BATCH]])
+            for start in range(0, count, EVENT_BATCH)
+        ]
+        url = database.engine.url.render_as_string(hide_password=False)
+        rate, cpu_us = await dispatchers.scaled(url, engine, ids[0], bodies, count, processes)
+        wrong = await _wrong(engine, ids[0], count)
+    return rate, wrong, cpu_us
+
+
 async def deliveries(
     postgres: bool, count: int, fast: str, hang: str | None
 ) -> tuple[float, int, float]:
@@ -270,7 +290,7 @@ async def deliveries(
         dispatcher = Dispatcher(engine, broker, settings, sender)
         await dispatcher.start()
         try:
-            began, cpu = time.perf_counter(), time.process_time()
+            began, cpu, busy = time.perf_counter(), time.process_time(), machine_busy()
             for start in range(0, count, EVENT_BATCH):
                 events = [stored_event(row) for row in rows[start : start + EVENT_BATCH]]
                 await broker.publish(MESSAGE_STORED, _events(events))
@@ -282,6 +302,8 @@ async def deliveries(
                 await asyncio.sleep(0.005)
             rate = count / (time.perf_counter() - began)
             cpu_us = (time.process_time() - cpu) / count * 1e6
+            machine_us = (machine_busy() - busy) / count * 1e6
+            say(f"   (the whole machine's CPU: {machine_us:,.0f} us per delivery)")
         finally:
             await dispatcher.close()
             await broker.close()
@@ -302,6 +324,13 @@ async def _wrong(engine: Any, callback_id: uuid.UUID, count: int) -> int:
     async with engine.connect() as conn:
         succeeded = int((await conn.scalar(query)) or 0)
     return count - succeeded
+
+
+def machine_busy() -> float:
+    """CPU seconds all processes of the machine have used (Linux /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def verdict(ok: bool) -> str:
@@ -333,6 +362,15 @@ async def main(args: argparse.Namespace) -> int:
             f" ({ratio:.0%} of healthy-only)  target within {TARGET_ISOLATION:.0%}"
             f"  {verdict(ratio >= 1 - TARGET_ISOLATION)}"
         )
+        if args.postgres and args.dispatchers > 1:
+            rate, wrong, cpu_us = await scaled_out(args.deliveries, fast, args.dispatchers)
+            errors += wrong
+            say(
+                f"4. deliveries/s with {args.dispatchers} dispatcher processes behind RabbitMQ:"
+                f" {rate:,.0f}/s  target >= {TARGET_DELIVERIES:,.0f}/s"
+                f"  {verdict(rate >= TARGET_DELIVERIES)}"
+                f"\n   (dispatchers' CPU: {cpu_us:,.0f} us per delivery in all)"
+            )
     say(f"errors (deliveries not succeeded): {errors}")
     return 1 if errors else 0
 
@@ -343,6 +381,12 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--deliveries", type=int, default=20_000, help="per phase")
     parser.add_argument("--postgres", action="store_true", help="a scratch PostgreSQL database")
+    parser.add_argument(
+        "--dispatchers",
+        type=int,
+        default=2,
+        help="with --postgres: dispatcher processes behind RabbitMQ in phase 4 (1: no phase 4)",
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 deliveries (smoke test)")
     args = parser.parse_args()
     if args.quick:

@@ -74,6 +74,7 @@ from nubes.callbacks.book import CallbackBook
 from nubes.callbacks.model import CallbackConfig, OutgoingRequest, SendResult
 from nubes.callbacks.store import Claimed, NewDelivery, Outcome
 from nubes.config import Settings
+from nubes.ids import uuid7
 from nubes.pipeline.broker import MESSAGE_STORED, Broker
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ class Dispatcher:
             if self._has_room(callback.id):
                 message = attempt.event_message(event, devices.get(str(event.get("device_id"))))
             delivery = NewDelivery(
-                uuid.uuid4(), callback.id, callback.organization_id,
+                uuid7(), callback.id, callback.organization_id,
                 uuid.UUID(event["id"]), held=message is not None,
             )  # fmt: skip
             new.append(delivery)

@@ -50,6 +50,7 @@ from nubes.callbacks.delivery import (
     NewDelivery,
     Outcome,
 )
+from nubes.ids import uuid7
 from nubes.store import tables as t
 from nubes.store.bulk import driver_of
 from nubes.store.ingest import upsert
@@ -133,7 +134,7 @@ async def create_deliveries(
 ) -> int:
     """Pending deliveries of (callback id, organization id, message id); how many are new."""
     deliveries = [
-        NewDelivery(uuid.uuid4(), callback_id, organization_id, message_id)
+        NewDelivery(uuid7(), callback_id, organization_id, message_id)
         for callback_id, organization_id, message_id in pairs
     ]
     return len(await insert_deliveries(engine, deliveries, now, now))
