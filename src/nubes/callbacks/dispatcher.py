@@ -71,8 +71,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nubes.callbacks import attempt, store
 from nubes.callbacks.book import CallbackBook
+from nubes.callbacks.holds import Holds
 from nubes.callbacks.model import CallbackConfig, OutgoingRequest, SendResult
 from nubes.callbacks.store import Claimed, NewDelivery, Outcome
+from nubes.callbacks.writer import OutcomeWriter
 from nubes.config import Settings
 from nubes.ids import uuid7
 from nubes.pipeline.broker import MESSAGE_STORED, Broker
@@ -92,10 +94,6 @@ LEASE = timedelta(seconds=60)
 BACKLOG = 64
 # Deliveries a dispatcher may hold in all, per request slot.
 HOLD_TOTAL = 16
-WRITE_RETRY_SECONDS = 1.0
-# Outcomes are written together: a small batch waits this long for company.
-WRITE_BATCH = 500
-WRITE_LINGER_SECONDS = 0.005
 
 Event = Mapping[str, Any]
 Queued = tuple[Claimed, CallbackConfig, Mapping[str, Any] | None]
@@ -146,19 +144,21 @@ class Dispatcher:
         self.callbacks = CallbackBook(engine)
         self._queues: dict[uuid.UUID, deque[Queued]] = {}
         self._workers: defaultdict[uuid.UUID, int] = defaultdict(int)
-        self._held: dict[uuid.UUID, uuid.UUID] = {}  # delivery id -> callback id
-        self._held_by_callback: defaultdict[uuid.UUID, int] = defaultdict(int)
-        self._outcomes: list[Outcome] = []
+        self._held = Holds(self._hold_per_callback, self._hold_total)
         self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._written = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # loop time; uvloop's handles do not tell it
         self._paused: dict[uuid.UUID, datetime | None] = {}  # as last written
         self._deliverer: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._writer = OutcomeWriter(
+            engine,
+            self._written,
+            breaker_failures=settings.callback_breaker_failures,
+            breaker_pause=self._breaker_pause,
+        )
         self._closing = False
         self.delivered = 0  # attempts written, for benchmarks and logs
 
@@ -166,7 +166,7 @@ class Dispatcher:
         await self.callbacks.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="dispatcher-refresh")
         self._deliverer = asyncio.create_task(self._deliver_forever(), name="dispatcher-deliver")
-        self._writer = asyncio.create_task(self._write_forever(), name="dispatcher-write")
+        self._writer.start()
         self._renewer = asyncio.create_task(self._renew_forever(), name="dispatcher-renew")
         await self._broker.declare(MESSAGE_STORED, CALLBACKS_QUEUE)
         await self._broker.consume(MESSAGE_STORED, CALLBACKS_QUEUE, self.handle, self._prefetch)
@@ -182,14 +182,9 @@ class Dispatcher:
         for task in stopping:
             task.cancel()
         await asyncio.gather(*stopping, return_exceptions=True)
-        if self._writer is not None:
-            self._written.set()
-            try:
-                await asyncio.wait_for(self._writer, 10)
-            except Exception:
-                log.exception("dispatcher: outcomes not all written at close")
+        await self._writer.close()
         with contextlib.suppress(Exception):
-            await store.release(self._engine, list(self._held), _now())
+            await store.release(self._engine, self._held.ids(), _now())
         self._held.clear()
 
     # -- intake -------------------------------------------------------------------------
@@ -238,13 +233,13 @@ class Dispatcher:
             )  # fmt: skip
             new.append(delivery)
             if message is not None:
-                self._hold(delivery.id, callback.id)
+                self._held.hold(delivery.id, callback.id)
                 fast.append((delivery, callback, message))
         try:
             created = await store.insert_deliveries(self._engine, new, now, now + self._lease())
         except BaseException:
             for delivery, _, _ in fast:
-                self._unhold(delivery.id)
+                self._held.release(delivery.id)
             raise
         self._start_fast(fast, created)
         if len(created) > len(fast):
@@ -254,8 +249,7 @@ class Dispatcher:
         return (
             not self._closing
             and callback_id not in self.callbacks.tripped
-            and self._held_by_callback[callback_id] < self._hold_per_callback
-            and len(self._held) < self._hold_total
+            and self._held.has_room(callback_id)
         )
 
     async def _devices_for_fast_path(
@@ -273,7 +267,7 @@ class Dispatcher:
     ) -> None:
         for delivery, callback, message in fast:
             if delivery.id not in created:  # the event came twice: delivered already
-                self._unhold(delivery.id)
+                self._held.release(delivery.id)
                 continue
             claimed = Claimed(
                 delivery.id, callback.id, delivery.message_id, delivery.organization_id, 0
@@ -304,13 +298,13 @@ class Dispatcher:
 
     async def _claim_and_start(self) -> bool:
         """Claims what fits; True when there may be more to claim right away."""
-        free = self._hold_total - len(self._held)
+        free = self._held.free()
         if free <= 0:
             return False  # a written outcome wakes the loop
         # A callback is claimed for in chunks of half its backlog: fewer,
         # larger claims, and its connections stay busy meanwhile.
         cap = self._hold_per_callback // 2
-        busy = [cb for cb, n in self._held_by_callback.items() if n >= cap]
+        busy = self._held.at_least(cap)
         now, limit = _now(), min(free, CLAIM_BATCH)
         claimed = await store.claim(
             self._engine,
@@ -325,7 +319,7 @@ class Dispatcher:
                 await self._time_next_due(now)
             return False
         for delivery in claimed:
-            self._hold(delivery.id, delivery.callback_id)
+            self._held.hold(delivery.id, delivery.callback_id)
         try:
             await self._start(claimed, now)
         except Exception:
@@ -342,36 +336,16 @@ class Dispatcher:
         while True:
             await asyncio.sleep(LEASE.total_seconds() / 3)
             try:
-                await store.renew(self._engine, list(self._held), _now() + self._lease())
+                await store.renew(self._engine, self._held.ids(), _now() + self._lease())
             except Exception:
                 log.exception("renewing the leases of %d deliveries failed", len(self._held))
-
-    def _hold(self, delivery_id: uuid.UUID, callback_id: uuid.UUID) -> None:
-        self._held[delivery_id] = callback_id
-        self._held_by_callback[callback_id] += 1
-
-    def _unhold(self, delivery_id: uuid.UUID) -> bool:
-        """Forgets a delivery; True when that makes room for a claim.
-
-        Only then does a written outcome wake the loop: a claim after every
-        small write would mostly find its callbacks still busy.
-        """
-        callback_id = self._held.pop(delivery_id, None)
-        if callback_id is None:
-            return False
-        left = self._held_by_callback[callback_id] - 1
-        if left > 0:
-            self._held_by_callback[callback_id] = left
-        else:
-            del self._held_by_callback[callback_id]
-        return left == self._hold_per_callback // 2 - 1 or len(self._held) == self._hold_total - 1
 
     async def _give_back(self, deliveries: list[Claimed]) -> None:
         if not deliveries:
             return
         await store.release(self._engine, [d.id for d in deliveries], _now())
         for delivery in deliveries:
-            self._unhold(delivery.id)
+            self._held.release(delivery.id)
 
     async def _time_next_due(self, now: datetime) -> None:
         due = await store.next_due(self._engine, now)
@@ -458,8 +432,7 @@ class Dispatcher:
                 delivery, config, message = queue.popleft()
                 async with self._sending:
                     outcome = await self._attempt(delivery, config, message)
-                self._outcomes.append(outcome)
-                self._written.set()
+                self._writer.add(outcome)
         finally:
             self._workers[callback_id] -= 1
 
@@ -484,47 +457,20 @@ class Dispatcher:
         result = await self._transport.send(prepared, config.timeout)
         return attempt.sent(delivery, config, at, prepared, result)
 
-    # -- writing outcomes -----------------------------------------------------------------
+    # -- written outcomes -----------------------------------------------------------------
 
-    async def _write_forever(self) -> None:
-        while True:
-            await self._written.wait()
-            self._written.clear()
-            if len(self._outcomes) < WRITE_BATCH and not self._closing:
-                await asyncio.sleep(WRITE_LINGER_SECONDS)  # one transaction for more
-            batch, self._outcomes = self._outcomes, []
-            if batch:
-                await self._write(batch)
-            elif self._closing:
-                return
-
-    async def _write(self, batch: list[Outcome]) -> None:
-        while True:
-            try:
-                paused = await store.record(
-                    self._engine,
-                    batch,
-                    breaker_failures=self._breaker_failures,
-                    breaker_pause=self._breaker_pause,
-                )
-                break
-            except Exception:
-                if self._closing:
-                    raise
-                log.exception("writing %d delivery outcomes failed; retrying", len(batch))
-                await asyncio.sleep(WRITE_RETRY_SECONDS)
+    def _written(self, batch: list[Outcome], paused: dict[uuid.UUID, datetime | None]) -> None:
+        """After a batch of outcomes is stored: free their room, time the retries."""
         self.delivered += len(batch)
         room = False
         for outcome in batch:
-            room = self._unhold(outcome.delivery_id) or room
+            room = self._held.release(outcome.delivery_id) or room
             if outcome.next_attempt_at is not None:
                 self._wake_at(outcome.next_attempt_at)
         for callback_id, until in paused.items():
             self._breaker(callback_id, until)
         if room:
             self._wake.set()
-        if self._closing:
-            self._written.set()
 
     def _breaker(self, callback_id: uuid.UUID, until: datetime | None) -> None:
         if until is not None and self._paused.get(callback_id) is None:
