@@ -198,6 +198,21 @@ async def cmd_device_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_device_psk(args: argparse.Namespace, settings: Settings) -> int:
+    psk = devices.parse_hex_secret(args.psk, name="PSK", sizes=range(16, 33)) if args.psk else None
+    database = await _database(settings)
+    try:
+        device = await devices.set_psk(
+            database.engine, devices.parse_serial(args.serial), psk, args.grace_seconds
+        )
+    finally:
+        await database.dispose()
+    until = device.get("psk_previous_until")
+    kept = f"; the previous PSK stays valid until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ""
+    print(f"{'PSK set' if psk else 'PSK removed'} for serial {device['serial']}{kept}")
+    return 0
+
+
 async def cmd_device_show(args: argparse.Namespace, settings: Settings) -> int:
     database = await _database(settings)
     try:
@@ -302,7 +317,7 @@ async def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k not in ("claim_token", "psk")}
+        return {k: _plain(v) for k, v in value.items() if k not in devices.SECRET_COLUMNS}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, bytes):
@@ -414,6 +429,15 @@ def _device_parser(sub: Any) -> None:
     add.add_argument("--json", action="store_true")
     listing = _simple(device, "list", cmd_device_list, "list devices")
     listing.add_argument("--json", action="store_true")
+    psk = _simple(device, "psk", cmd_device_psk, "set, change or remove a device's DTLS PSK")
+    psk.add_argument("--serial", required=True)
+    psk.add_argument("--psk", default="", help='16..32 bytes in hex; "" removes the PSK')
+    psk.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=None,
+        help="how long the replaced PSK stays valid (default 7 days; 0: invalid at once)",
+    )
     show = _simple(device, "show", cmd_device_show, "show one device")
     show.add_argument("--serial", required=True)
     show.add_argument("--json", action="store_true")

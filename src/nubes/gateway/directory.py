@@ -50,6 +50,16 @@ class DeviceInfo:
     encoder_hash: str | None
     config_hash: str | None
     changed_at: datetime
+    psk_previous: bytes | None = None
+    psk_previous_until: datetime | None = None
+
+    def psks(self, now: datetime) -> list[bytes]:
+        """The DTLS PSKs valid now, newest first (the replaced one during its grace)."""
+        keys = [] if self.psk is None else [bytes(self.psk)]
+        previous, until = self.psk_previous, self.psk_previous_until
+        if previous is not None and until is not None and now < until:
+            keys.append(bytes(previous))
+        return keys
 
 
 _COLUMNS = (
@@ -66,6 +76,8 @@ _COLUMNS = (
     t.devices.c.encoder_hash,
     t.devices.c.config_hash,
     t.devices.c.changed_at,
+    t.devices.c.psk_previous,
+    t.devices.c.psk_previous_until,
     t.devices.c.deleted_at,
 )
 
@@ -83,6 +95,17 @@ class Directory:
 
     def get(self, serial: int) -> DeviceInfo | None:
         return self._by_serial.get(serial)
+
+    def psks(self, serial: int) -> list[bytes]:
+        """The DTLS PSKs of an enabled device, newest first; none for others.
+
+        Synchronous, from memory: the DTLS library asks for a key in the middle
+        of a handshake and cannot wait for the database.
+        """
+        info = self._by_serial.get(serial)
+        if info is None or not info.enabled:
+            return []
+        return info.psks(datetime.now(UTC))
 
     def __len__(self) -> int:
         return len(self._by_serial)

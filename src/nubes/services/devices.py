@@ -24,7 +24,7 @@ import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +39,11 @@ DEFAULT_ORGANIZATION = "default"
 DEFAULT_GROUP = "default"
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
 
-PUBLIC_COLUMNS = [c for c in t.devices.c if c.name not in ("claim_token", "psk", "deleted_at")]
+SECRET_COLUMNS = frozenset({"claim_token", "psk", "psk_previous"})
+PUBLIC_COLUMNS = [c for c in t.devices.c if c.name not in SECRET_COLUMNS | {"deleted_at"}]
+# How long a replaced DTLS PSK stays valid, unless a change says otherwise:
+# long enough for the device to be given the new key (`cloud psk set`).
+PSK_GRACE_SECONDS = 7 * 24 * 3600
 
 
 def parse_serial(value: int | str) -> int:
@@ -300,16 +304,25 @@ async def update_device(
     changes: Mapping[str, Any],
     actor: audit.Actor,
 ) -> dict[str, Any]:
-    """Changes some of name, label, enabled, group_id, claim_token, psk."""
+    """Changes some of name, label, enabled, group_id, claim_token, psk.
+
+    A new `psk` keeps the one it replaces valid for `psk_grace_seconds`
+    (default `PSK_GRACE_SECONDS`; 0: at once invalid), so that a device still
+    holding the old key keeps connecting until it is given the new one.
+    """
     device_id, organization_id = device["id"], device["organization_id"]
+    changes = dict(changes)
+    grace = changes.pop("psk_grace_seconds", None)
+    details = {"fields": sorted(changes)}  # what the caller changed, never values
     async with engine.begin() as conn:
         if "group_id" in changes:
             await _group_of(conn, organization_id, changes["group_id"])
+        if "psk" in changes:
+            changes |= await _rotated_psk(conn, device_id, changes["psk"], grace)
         if changes:
             d = t.devices
             await conn.execute(sa.update(d).where(d.c.id == device_id).values(**changes))
             await touch_device(conn, device_id)
-            details = {"fields": sorted(changes)}
             await audit.record(
                 conn, actor, organization_id, "device.update", "device", device_id, details
             )
@@ -317,6 +330,40 @@ async def update_device(
     if updated is None:
         raise NotFound("device not found")
     return updated
+
+
+async def _rotated_psk(
+    conn: AsyncConnection, device_id: uuid.UUID, new: bytes | None, grace: int | None
+) -> dict[str, Any]:
+    """The previous-key columns for a PSK change: the replaced key, valid for `grace` s."""
+    d = t.devices
+    current = (await conn.execute(sa.select(d.c.psk).where(d.c.id == device_id))).scalar()
+    seconds = PSK_GRACE_SECONDS if grace is None else grace
+    if current is None or new is None or bytes(current) == new or seconds <= 0:
+        if current is not None and bytes(current) == new:
+            return {}  # the same key again: the previous one keeps its window
+        return {"psk_previous": None, "psk_previous_until": None}
+    until = datetime.now(UTC) + timedelta(seconds=seconds)
+    return {"psk_previous": bytes(current), "psk_previous_until": until}
+
+
+async def set_psk(
+    engine: AsyncEngine, serial: int, psk: bytes | None, grace_seconds: int | None = None
+) -> dict[str, Any]:
+    """The CLI's PSK change: as the API's, by serial number, audited as the system."""
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(
+                sa.select(t.devices.c.id).where(
+                    t.devices.c.serial == serial, t.devices.c.deleted_at.is_(None)
+                )
+            )
+        ).scalar()
+        device = None if found is None else await find_device(conn, found)
+    if device is None:
+        raise NotFound(f"no device with serial {serial}")
+    changes: dict[str, Any] = {"psk": psk, "psk_grace_seconds": grace_seconds}
+    return await update_device(engine, device, changes, audit.SYSTEM)
 
 
 async def delete_device(engine: AsyncEngine, device: Mapping[str, Any], actor: audit.Actor) -> None:

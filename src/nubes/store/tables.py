@@ -101,6 +101,9 @@ devices = sa.Table(
     # The MAC key: the gateway must read it back, so it cannot be hashed.
     sa.Column("claim_token", sa.LargeBinary(16), nullable=False),
     sa.Column("psk", sa.LargeBinary(32), nullable=True),
+    # The PSK a change replaced stays valid until then (gapless rotation).
+    sa.Column("psk_previous", sa.LargeBinary(32), nullable=True),
+    sa.Column("psk_previous_until", UTCDateTime(), nullable=True),
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("label", sa.String(100), nullable=True),
     sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -289,3 +290,30 @@ async def test_writes_are_audited_without_secret_values(api: Api) -> None:
     assert entries[2]["details"]["serial"] == 13
     assert entries[0]["object_id"] == device["id"]
     assert PSK not in audit.text
+
+
+async def test_a_new_psk_keeps_the_replaced_one_valid_for_its_grace(api: Api) -> None:
+    device = await _create(api, api.a, 9, psk=PSK)
+    path = f"/v1/devices/{device['id']}"
+    headers = api.a.headers("admin")
+    assert device["psk_previous_until"] is None
+    newer = "ab" * 32
+    before = datetime.now(UTC)
+    changed = await api.client.patch(path, headers=headers, json={"psk": newer})
+    assert changed.status_code == 200, changed.text
+    until = datetime.fromisoformat(changed.json()["psk_previous_until"])
+    assert timedelta(days=7) <= until - before < timedelta(days=7, minutes=1)
+    assert PSK not in changed.text
+    async with api.engine.connect() as conn:
+        row = (await conn.execute(sa.select(t.devices).where(t.devices.c.serial == 9))).one()
+    assert (row.psk.hex(), row.psk_previous.hex()) == (newer, PSK)
+    revealed = await api.client.post(f"{path}/reveal", headers=headers)
+    assert revealed.json()["psk"] == newer
+    at_once = await api.client.patch(
+        path, headers=headers, json={"psk": PSK, "psk_grace_seconds": 0}
+    )
+    assert at_once.json()["psk_previous_until"] is None
+    too_long = await api.client.patch(
+        path, headers=headers, json={"psk": newer, "psk_grace_seconds": 10**9}
+    )
+    assert too_long.status_code == 422

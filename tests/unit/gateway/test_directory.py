@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -84,3 +85,29 @@ async def _get(directory: Directory, serial: int) -> DeviceInfo | None:
 def test_refresh_interval_is_bounded_by_the_settings(refresh: float) -> None:
     with pytest.raises(ValidationError):
         Settings(device_refresh_seconds=refresh)
+
+
+async def test_the_psks_of_a_device_follow_rotation_and_expiry(migrated_sqlite: Database) -> None:
+    engine = migrated_sqlite.engine
+    old, new = bytes(range(16)), bytes(range(1, 33))
+    await devices.add_device(engine, serial=77, claim_token=KEY, psk=old)
+    directory = Directory(engine, refresh_seconds=0.05)
+    await directory.start()
+    try:
+        assert directory.psks(77) == [old]
+        assert directory.psks(78) == []
+        await devices.set_psk(engine, 77, new, grace_seconds=3600)
+        await eventually(_psks(directory, 77), lambda keys: keys == [new, old])
+        await change(migrated_sqlite, 77, psk_previous_until=datetime.now(UTC) - timedelta(1))
+        await eventually(_psks(directory, 77), lambda keys: keys == [new])
+        await change(migrated_sqlite, 77, enabled=False)
+        await eventually(_psks(directory, 77), lambda keys: keys == [])
+    finally:
+        await directory.close()
+
+
+def _psks(directory: Directory, serial: int) -> Any:
+    async def probe() -> list[bytes]:
+        return directory.psks(serial)
+
+    return probe

@@ -72,6 +72,10 @@ class Device(BaseModel):
     config_hash: str | None
     config_lines: Any = Field(description="The configuration the device last reported")
     has_psk: bool = Field(description="Whether a DTLS PSK is set (the PSK itself is not shown)")
+    psk_previous_until: datetime | None = Field(
+        default=None,
+        description="The PSK replaced last is still accepted until then (gapless rotation)",
+    )
 
 
 class DeviceCreate(BaseModel):
@@ -107,6 +111,15 @@ class DeviceUpdate(BaseModel):
         default=None,
         pattern=r"^(([0-9a-fA-F]{2}){16,32})?$",
         description='New DTLS PSK in hex, "" removes it (needs admin access)',
+    )
+    psk_grace_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=90 * 24 * 3600,
+        description=(
+            "With a new psk: how long the replaced PSK stays valid beside it, so a device"
+            " still holding it keeps connecting (default 7 days; 0: invalid at once)"
+        ),
     )
 
 
