@@ -5,7 +5,9 @@
      ├── ProtocolError          a device sent something we cannot accept
      │    ├── EnvelopeError     MAC envelope: short, serial 0, bad base64
      │    ├── PacketError       FLAP packet: too short, A with data, ...
-     │    └── MessageError      a reassembled message of unknown type or bad value
+     │    ├── MessageError      a reassembled message of unknown type or bad value
+     │    └── DtlsError         (dtls/) DTLS: NoAssociation, RecordTooLarge; engine to
+     │                          server only: HandshakeError(reason), PeerClosed
      ├── CodecError             a codec document or data it cannot (en|de)code
      │    └── CodecHashError    an uploaded codec whose hash does not match
      ├── StoreError             the database refused or is unreachable
