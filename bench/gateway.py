@@ -228,6 +228,7 @@ async def bench_end_to_end(
             "NUBES_BIND": "127.0.0.1",
             "NUBES_FLAP_BASE64_PORT": str(port),
             "NUBES_FLAP_RAW_PORT": str(free_port()),
+            "NUBES_DTLS_PORT": str(free_port()),
             "NUBES_LOG_LEVEL": "WARNING",
         }
         nubes = str(Path(PYTHON).with_name("nubes"))

@@ -79,6 +79,7 @@ async def embedded_cloud(database_url: str) -> AsyncIterator[Runtime]:
         bind="127.0.0.1",
         flap_raw_port=0,
         flap_base64_port=0,
+        dtls_port=0,
         device_refresh_seconds=0.1,
         publish_linger_ms=1,
     )

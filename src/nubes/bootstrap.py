@@ -21,8 +21,10 @@ from nubes import __version__
 from nubes.callbacks.dispatcher import Dispatcher
 from nubes.callbacks.sender import Sender
 from nubes.config import Settings
+from nubes.dtls import DtlsServer
 from nubes.errors import ConfigError
 from nubes.gateway.directory import Directory
+from nubes.gateway.dtls_endpoint import DtlsEndpoint, open_dtls_endpoint
 from nubes.gateway.endpoint import open_mac_endpoint
 from nubes.gateway.publisher import Publisher
 from nubes.gateway.service import Gateway
@@ -95,6 +97,7 @@ class Runtime:
     gateway: Gateway | None = None
     worker: Worker | None = None
     dispatcher: Dispatcher | None = None
+    dtls: DtlsEndpoint | None = None
     # The UDP ports actually bound, by envelope (a setting of 0 picks a free one).
     ports: dict[str, int] = field(default_factory=dict)
     # The TCP port of the HTTP API, once it listens.
@@ -246,7 +249,25 @@ class Runtime:
                 settings.bind,
                 port,
             )
+        await self._open_dtls(directory)
         log.info("gateway knows %d devices", len(directory))
+
+    async def _open_dtls(self, directory: Directory) -> None:
+        settings = self.settings
+        assert self.gateway is not None
+        server = DtlsServer(
+            directory.psks,
+            suites=tuple(settings.dtls_suites.split(",")),
+            handshake_timeout=settings.dtls_handshake_timeout_seconds,
+            idle_timeout=settings.dtls_idle_seconds,
+            max_handshakes=settings.dtls_max_handshakes,
+        )
+        transport, self.dtls = await open_dtls_endpoint(
+            self.gateway, server, settings.bind, settings.dtls_port
+        )
+        self._stops.append(_closer(transport))
+        self.ports["dtls"] = transport.get_extra_info("sockname")[1]
+        log.info("FLAP DTLS envelope listening on %s:%d/udp", settings.bind, self.ports["dtls"])
 
     async def _housekeeping(self) -> None:
         while True:

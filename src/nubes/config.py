@@ -72,6 +72,28 @@ class Settings(BaseSettings):
     callback_breaker_failures: int = Field(default=5, ge=1, le=1000)
     callback_breaker_pause_seconds: float = Field(default=60.0, gt=0, le=86_400)
 
+    # DTLS (port `dtls_port`): the PSK cipher suites offered, comma-separated
+    # (CHESTER uses the default; TLS-PSK-WITH-AES-128-CCM and
+    # TLS-PSK-WITH-AES-128-GCM-SHA256 may be added for other devices) ...
+    dtls_suites: str = "TLS-PSK-WITH-AES-128-CCM-8"
+    # ... how long a handshake may take before it is given up ...
+    dtls_handshake_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    # ... how long an association lives without a record from its device ...
+    dtls_idle_seconds: float = Field(default=86_400.0, gt=0)
+    # ... and how many handshakes may be half-open at once (more are dropped).
+    dtls_max_handshakes: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @field_validator("dtls_suites")
+    @classmethod
+    def _known_suites(cls, value: str) -> str:
+        from nubes.dtls import SUITES  # the dtls package is only needed when asked
+
+        suites = [suite.strip() for suite in value.split(",") if suite.strip()]
+        unknown = [suite for suite in suites if suite not in SUITES]
+        if not suites or unknown:
+            raise ValueError(f"DTLS suites must be among {sorted(SUITES)}, got {value!r}")
+        return ",".join(suites)
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:

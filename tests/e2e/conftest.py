@@ -103,6 +103,7 @@ def nubes_factory(tmp_path: Path) -> Iterator[Any]:
             "NUBES_BIND": "127.0.0.1",
             "NUBES_FLAP_RAW_PORT": str(free_udp_port()),
             "NUBES_FLAP_BASE64_PORT": str(free_udp_port()),
+            "NUBES_DTLS_PORT": str(free_udp_port()),
             "NUBES_HTTP_PORT": str(free_tcp_port()),
             "NUBES_DEVICE_REFRESH_SECONDS": "0.2",
         }

@@ -2,8 +2,8 @@
 
 Each datagram goes through the same steps, all synchronous except two:
 
-1. the envelope is opened and verified (`on_mac_datagram`; DTLS will call
-   `on_packet` with the decrypted packet instead);
+1. the envelope is opened and verified (`on_mac_datagram`), or the DTLS
+   endpoint decrypted the record (`on_dtls_packet`);
 2. the device's transfer state machine decides the answer (`flap.Transfer`);
 3. a completed uplink is translated and handed to the `Publisher`; the ack
    goes out only once the pipeline durably accepted it (awaited);
@@ -24,12 +24,12 @@ import logging
 import time
 import uuid
 from collections import Counter, OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nubes import codec as codecs
-from nubes import flap
+from nubes import dtls, flap
 from nubes.errors import CodecError, CodecHashError, EnvelopeError, MessageError, PacketError
 from nubes.gateway.directory import DeviceInfo, Directory
 from nubes.gateway.downlinks import (
@@ -113,6 +113,33 @@ class Gateway:
         size = channel.send(flap.RESET.encode())
         self.counters["datagrams_out"] += 1
         self._log(info, channel, "out", flap.RESET, size, "reset", "")
+
+    # -- the DTLS envelope -----------------------------------------------------
+
+    def on_dtls_packet(self, serial: int, raw_packet: bytes, channel: ClosableChannel) -> None:
+        """One decrypted record (a FLAP packet) of an established DTLS association."""
+        self.counters["datagrams_in"] += 1
+        info = self._directory.get(serial)
+        if info is None or not info.enabled:
+            # Deleted or disabled after the handshake: end the association.
+            self.counters["dropped:device disabled"] += 1
+            channel.close()
+            return
+        self.on_packet(self._link(info, channel, time.monotonic()), raw_packet, channel)
+
+    def on_dtls_event(self, event: dtls.DtlsEvent, started: float | None) -> None:
+        """A DTLS handshake's start and end, or an association's end, into the log."""
+        outcome, address, serial, detail = _dtls_entry(event)
+        self.counters[f"dtls:{outcome}"] += 1
+        info = None if serial is None else self._directory.get(serial)
+        if info is None:
+            return  # unknown identities are only counted
+        remote = (str(address[0]), int(address[1]))
+        if started is not None:
+            self._publisher.add(_dtls_log(info, remote, started, "dtls_start", ""))
+        self._publisher.add(_dtls_log(info, remote, time.time(), outcome, detail))
+        if outcome == "dtls_failed":
+            log.info("device %s: DTLS handshake failed: %s", serial, detail)
 
     # -- packets -----------------------------------------------------------------
 
@@ -540,3 +567,43 @@ class MacChannel:
             datagram = flap.encode_base64(datagram)
         self._transport.sendto(datagram, self.remote)
         return len(datagram)
+
+
+class ClosableChannel(Channel, Protocol):
+    """A channel whose association can be ended (DTLS)."""
+
+    def close(self) -> None: ...
+
+
+def _dtls_entry(event: dtls.DtlsEvent) -> tuple[str, dtls.Address, int | None, str]:
+    """(outcome, address, serial, detail) of a DTLS event for the communication log."""
+    if isinstance(event, dtls.Established):
+        a = event.association
+        key = "" if a.key_index == 0 else ", with the replaced PSK"
+        return "dtls_established", a.address, a.serial, f"{a.suite} as {a.identity}{key}"
+    if isinstance(event, dtls.HandshakeFailed):
+        serial = None if event.identity is None else dtls.serial_of(event.identity)
+        detail = event.reason + (f": {event.detail}" if event.detail else "")
+        return "dtls_failed", event.address, serial, detail
+    if isinstance(event, dtls.Closed):
+        a = event.association
+        return "dtls_closed", a.address, a.serial, event.reason
+    return "dtls_start", event.address, None, ""
+
+
+def _dtls_log(
+    info: DeviceInfo, remote: tuple[str, int], at: float, outcome: str, detail: str
+) -> records.Record:
+    return records.log_record(
+        session_id=info.session_id,
+        device_id=info.id,
+        at=at,
+        direction="in",
+        envelope="dtls",
+        remote=remote,
+        flags=None,
+        seq=None,
+        size=0,
+        outcome=outcome,
+        detail=detail,
+    )
