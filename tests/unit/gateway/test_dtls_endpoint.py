@@ -9,6 +9,7 @@ disabled. Whole device sessions over DTLS are `nubes sim --dtls`'s (e2e).
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import sqlalchemy as sa
@@ -200,3 +201,28 @@ def _enabled(directory: Any) -> Any:
         return bool(directory.get(SERIAL).enabled)
 
     return probe
+
+
+async def test_garbage_and_hello_floods_leave_no_state_and_the_port_serving(
+    cloud: Runtime,
+) -> None:
+    await add_device(cloud)
+    rng = random.Random(5)
+    sockets = [await UdpClient.open(cloud.ports["dtls"]) for _ in range(20)]
+    try:
+        for index in range(2_000):
+            udp = sockets[index % len(sockets)]
+            size = rng.choice([0, 1, 13, 14, 60, 300, 1500])
+            udp.send(bytes(rng.randrange(256) for _ in range(size)))
+            if index % 4 == 0:  # a ClientHello without a cookie, from 20 addresses
+                udp.send(PskClient(f"hsn:{rng.randrange(1, 2**32)}", PSK).start()[0])
+        await asyncio.sleep(0.3)
+        assert cloud.dtls is not None
+        assert cloud.dtls.server.handshake_count == 0
+        assert cloud.dtls.server.association_count == 0
+        client, udp = await dtls_connect(cloud)
+        udp.close()
+        assert client.established, client.error
+    finally:
+        for udp in sockets:
+            udp.close()
