@@ -97,6 +97,7 @@ HOLD_TOTAL = 16
 
 Event = Mapping[str, Any]
 Queued = tuple[Claimed, CallbackConfig, Mapping[str, Any] | None]
+Firing = tuple[CallbackConfig, Event, uuid.UUID]  # a callback, the event, its message id
 
 
 class Transport(Protocol):
@@ -207,30 +208,32 @@ class Dispatcher:
         if firing:
             await self._intake(firing)
 
-    def _firing(self, events: list[Event]) -> Iterable[tuple[CallbackConfig, Event]]:
+    def _firing(self, events: list[Event]) -> Iterable[Firing]:
         groups: dict[str, uuid.UUID] = {}  # parsing a UUID costs more than the rest
         for event in events:
             group = event.get("group_id")
             if group is None:
                 continue
             group_id = groups.get(group) or groups.setdefault(group, uuid.UUID(group))
-            for callback in self.callbacks.firing(group_id, event["type"]):
-                yield callback, event
+            callbacks = self.callbacks.firing(group_id, event["type"])
+            if callbacks:
+                message_id = uuid.UUID(event["id"])
+                for callback in callbacks:
+                    yield callback, event, message_id
 
-    async def _intake(self, firing: list[tuple[CallbackConfig, Event]]) -> None:
+    async def _intake(self, firing: list[Firing]) -> None:
         """Inserts the deliveries; sends at once those with room (the fast path)."""
         now = _now()
         devices = await self._devices_for_fast_path(firing)
         new: list[NewDelivery] = []
         fast: list[tuple[NewDelivery, CallbackConfig, dict[str, Any]]] = []
-        for callback, event in firing:
+        for callback, event, message_id in firing:
             message = None
             if self._has_room(callback.id):
                 message = attempt.event_message(event, devices.get(str(event.get("device_id"))))
             delivery = NewDelivery(
-                uuid7(), callback.id, callback.organization_id,
-                uuid.UUID(event["id"]), held=message is not None,
-            )  # fmt: skip
+                uuid7(), callback.id, callback.organization_id, message_id, message is not None
+            )
             new.append(delivery)
             if message is not None:
                 self._held.hold(delivery.id, callback.id)
@@ -252,10 +255,8 @@ class Dispatcher:
             and self._held.has_room(callback_id)
         )
 
-    async def _devices_for_fast_path(
-        self, firing: list[tuple[CallbackConfig, Event]]
-    ) -> dict[str, dict[str, Any]]:
-        wanted = {event.get("device_id") for cb, event in firing if self._has_room(cb.id)}
+    async def _devices_for_fast_path(self, firing: list[Firing]) -> dict[str, dict[str, Any]]:
+        wanted = {event.get("device_id") for cb, event, _ in firing if self._has_room(cb.id)}
         ids = {uuid.UUID(device_id) for device_id in wanted if isinstance(device_id, str)}
         found = await store.load_devices(self._engine, ids)
         return {str(device_id): device for device_id, device in found.items()}
