@@ -20,6 +20,7 @@ from nubes.api.routers import (
     auth,
     callbacks,
     codecs,
+    deliveries,
     devices,
     downlinks,
     groups,
@@ -130,6 +131,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         sessions,
         downlinks,
         callbacks,
+        deliveries,
     ):
         app.include_router(module.router)
 

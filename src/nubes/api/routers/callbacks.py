@@ -1,4 +1,4 @@
-"""Callbacks: a group's webhooks, their live preview, test requests and delivery log.
+"""Callbacks: a group's webhooks, their live preview and test requests.
 
 A callback belongs to a group; reading it needs read access to the group's
 organization, changing it write access. Like devices, PUT and PATCH both
@@ -40,14 +40,13 @@ from pydantic import BaseModel, Field
 from nubes import __version__
 from nubes.api.deps import ADMIN, READ, WRITE, ContextDep, Principal, PrincipalDep, require_level
 from nubes.api.errors import ApiError, ErrorResponse, conflict, not_found
-from nubes.api.paging import TOTAL_HEADER, ByCreation, Limit, Offset, SortOrder, set_total
+from nubes.api.paging import TOTAL_HEADER, Limit, Offset, SortOrder, set_total
 from nubes.api.routers.groups import GroupId, visible_group
 from nubes.callbacks import model
 from nubes.callbacks.model import CallbackConfig
 from nubes.callbacks.request import REDACTED, looks_secret
 from nubes.callbacks.sender import Sender
 from nubes.services import callbacks as service
-from nubes.services import messages as message_service
 from nubes.services.callbacks import InvalidCallback
 
 router = APIRouter(tags=["callbacks"])
@@ -74,7 +73,6 @@ Delays = Annotated[
     Field(max_length=20, description="Seconds before each retry (at most 20, each up to 7 days)"),
 ]
 Secret = Annotated[str, Field(max_length=200, pattern=TEXT_PATTERN)]
-State = Literal["pending", "delivering", "succeeded", "failed", "skipped", "cancelled"]
 CallbackId = Annotated[uuid.UUID, Path(description="The callback's id")]
 
 _INVALID: dict[int | str, dict[str, Any]] = {
@@ -204,45 +202,6 @@ class TestResult(BaseModel):
     duration_ms: float
 
 
-class Attempt(BaseModel):
-    id: int
-    at: datetime
-    duration_ms: float | None
-    outcome: str = Field(description="success, failure or skipped")
-    request: Any = Field(description="method, url, headers (secrets redacted), body (4 KB)")
-    response: Any = Field(description="status, headers, body (4 KB); null without an answer")
-    error: str | None
-
-
-class Delivery(BaseModel):
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    callback_id: uuid.UUID
-    callback_name: str
-    message_id: uuid.UUID
-    state: State
-    attempts: int = Field(description="Attempts made (since the last replay)")
-    next_attempt_at: datetime | None
-    last_status: int | None
-    last_error: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class DeliveryLog(Delivery):
-    attempt_log: list[Attempt] = Field(description="Every attempt, oldest first")
-
-
-class ReplayRequest(BaseModel):
-    delivery_id: uuid.UUID | None = Field(
-        default=None, description="One failed delivery; all failed ones of the callback if left out"
-    )
-
-
-class Replayed(BaseModel):
-    replayed: int = Field(description="How many deliveries are pending again")
-
-
 # --- helpers -------------------------------------------------------------------
 
 
@@ -262,7 +221,7 @@ def _redacted(pairs: list[Pair]) -> list[Pair]:
     return [Pair(name=p.name, value=REDACTED if looks_secret(p.name) else p.value) for p in pairs]
 
 
-async def _callback(
+async def visible_callback(
     ctx: ContextDep, principal: Principal, callback_id: uuid.UUID, minimum: int
 ) -> dict[str, Any]:
     row = await service.get_callback(ctx.engine, callback_id)
@@ -345,7 +304,7 @@ async def create_callback(
 async def get_callback(
     callback_id: CallbackId, principal: PrincipalDep, ctx: ContextDep
 ) -> Callback:
-    return _view(principal, await _callback(ctx, principal, callback_id, READ))
+    return _view(principal, await visible_callback(ctx, principal, callback_id, READ))
 
 
 async def _update(
@@ -353,7 +312,7 @@ async def _update(
 ) -> Callback:
     changes = _fields(body, partial=True)
     minimum = ADMIN if "secret" in changes else WRITE
-    row = await _callback(ctx, principal, callback_id, minimum)
+    row = await visible_callback(ctx, principal, callback_id, minimum)
     try:
         updated = await service.update_callback(ctx.engine, row, changes, principal.actor)
     except InvalidCallback as err:
@@ -394,7 +353,7 @@ async def patch_callback(
 async def delete_callback(
     callback_id: CallbackId, principal: PrincipalDep, ctx: ContextDep
 ) -> Response:
-    row = await _callback(ctx, principal, callback_id, WRITE)
+    row = await visible_callback(ctx, principal, callback_id, WRITE)
     await service.delete_callback(ctx.engine, row, principal.actor)
     return Response(status_code=204)
 
@@ -432,7 +391,7 @@ async def send_test(
 ) -> TestResult:
     """Without `message_id`, the group's latest message of the callback's
     triggers (or of any type). No delivery is recorded; the test is audited."""
-    row = await _callback(ctx, principal, callback_id, WRITE)
+    row = await visible_callback(ctx, principal, callback_id, WRITE)
     message_id = None if body is None else body.message_id
     found = await service.group_message(ctx.engine, row["group_id"], message_id, row["triggers"])
     if found is None:
@@ -455,102 +414,3 @@ async def send_test(
     details = {"message_id": str(found.message["id"]), "status": status, "ok": result.ok}
     await service.record_test(ctx.engine, row, principal.actor, details)
     return TestResult.model_validate(result, from_attributes=True)
-
-
-# --- the delivery log ------------------------------------------------------------------
-
-
-@router.get(
-    "/v1/callbacks/{callback_id}/deliveries",
-    summary="A callback's deliveries, newest first",
-    response_model=list[Delivery],
-    responses={200: {"headers": TOTAL_HEADER}},
-)
-async def list_deliveries(
-    callback_id: CallbackId,
-    principal: PrincipalDep,
-    ctx: ContextDep,
-    response: Response,
-    state: Annotated[State | None, Query(description="Only deliveries in this state")] = None,
-    sort_field: ByCreation = "created_at",
-    sort_order: SortOrder = "desc",
-    offset: Offset = 0,
-    limit: Limit = 100,
-) -> list[Delivery]:
-    await _callback(ctx, principal, callback_id, READ)
-    total, rows = await service.list_deliveries(
-        ctx.engine,
-        callback_id,
-        state,
-        descending=sort_order == "desc",
-        offset=offset,
-        limit=limit,
-    )
-    set_total(response, total)
-    return [Delivery.model_validate(row) for row in rows]
-
-
-@router.get(
-    "/v1/messages/{message_id}/deliveries",
-    summary="A message's deliveries to its group's callbacks, with every attempt",
-    response_model=list[DeliveryLog],
-    responses={200: {"headers": TOTAL_HEADER}},
-)
-async def message_deliveries(
-    message_id: Annotated[uuid.UUID, Path(description="The message's id")],
-    principal: PrincipalDep,
-    ctx: ContextDep,
-    response: Response,
-    sort_field: ByCreation = "created_at",
-    sort_order: SortOrder = "asc",
-    offset: Offset = 0,
-    limit: Limit = 100,
-) -> list[DeliveryLog]:
-    organization_id = await message_service.message_owner(ctx.engine, message_id)
-    require_level(principal, organization_id, READ, "message")
-    assert organization_id is not None
-    total, rows = await service.message_deliveries(
-        ctx.engine,
-        message_id,
-        organization_id,
-        descending=sort_order == "desc",
-        offset=offset,
-        limit=limit,
-    )
-    set_total(response, total)
-    return [DeliveryLog.model_validate(row) for row in rows]
-
-
-@router.get(
-    "/v1/deliveries/{delivery_id}",
-    summary="One delivery with every attempt",
-    response_model=DeliveryLog,
-)
-async def get_delivery(
-    delivery_id: Annotated[uuid.UUID, Path(description="The delivery's id")],
-    principal: PrincipalDep,
-    ctx: ContextDep,
-) -> DeliveryLog:
-    row = await service.get_delivery(ctx.engine, delivery_id)
-    require_level(principal, None if row is None else row["organization_id"], READ, "delivery")
-    return DeliveryLog.model_validate(row)
-
-
-@router.post(
-    "/v1/callbacks/{callback_id}/replay",
-    summary="Deliver failed deliveries again: one, or all of the callback (write access)",
-    response_model=Replayed,
-    responses={409: {"model": ErrorResponse, "description": "The delivery is not failed"}},
-)
-async def replay(
-    callback_id: CallbackId,
-    principal: PrincipalDep,
-    ctx: ContextDep,
-    body: Annotated[ReplayRequest | None, Body()] = None,
-) -> Replayed:
-    """Replayed deliveries are pending again, due now, with the whole retry
-    schedule; their earlier attempts stay in the log."""
-    row = await _callback(ctx, principal, callback_id, WRITE)
-    delivery_id = None if body is None else body.delivery_id
-    replayed = await service.replay(ctx.engine, row, delivery_id, principal.actor)
-    return Replayed(replayed=replayed)
