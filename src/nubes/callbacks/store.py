@@ -475,7 +475,7 @@ async def replay(
 ) -> int:
     """Failed deliveries (one, or all of a callback) back to pending, due now.
 
-    As the API's replay (`services.callbacks.replay`): the attempt counter
+    As the API's replay (`services.deliveries.replay`): the attempt counter
     starts over, so a replayed delivery gets the whole retry schedule again;
     the attempt log keeps every earlier attempt.
     """
