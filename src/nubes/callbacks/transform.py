@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -97,10 +98,21 @@ SKIP: Final = _Skip()
 # --- the JSONata payload -------------------------------------------------------------------
 
 
+# Codes of the limits (see `_limit_reason`).
+LIMIT_CODES: Final = frozenset({"D1012", "U1006", "D1011", "U1001"})
+# A payload over its limits this many times in a row is not evaluated again
+# for a while: each such evaluation may cost far more than the time limit
+# (jlens builds a range such as [1..10000000], some 260 MB and 50-800 ms,
+# before it checks the array limit), and one customer's expression must not
+# slow the dispatcher down for everyone.
+SUSPEND_AFTER: Final = 3
+SUSPEND_SECONDS: Final = 60.0
+
+
 class Payload:
     """A compiled callback payload; `apply` may be called from any thread."""
 
-    __slots__ = ("_expression", "_limits", "source")
+    __slots__ = ("_expression", "_limits", "_over_limits", "_suspended_until", "source")
 
     def __init__(
         self, source: str, expression: jlens.Expression | None, limits: Limits = LIMITS
@@ -108,16 +120,33 @@ class Payload:
         self.source = source
         self._expression = expression
         self._limits = asdict(limits)
+        self._over_limits = 0  # in a row
+        self._suspended_until = 0.0
 
     def apply(self, document: dict[str, Any]) -> Any:
         """The transformed document, `SKIP` for undefined/null; raises `TransformError`."""
         if self._expression is None:
             return document
+        if self._suspended_until and time.monotonic() < self._suspended_until:
+            raise TransformError(
+                f"the payload went over its limits {SUSPEND_AFTER} times in a row; it is not"
+                f" evaluated for {SUSPEND_SECONDS:.0f} s (change the callback to try at once)",
+                code="suspended",
+            )
         try:
             result = self._expression.evaluate(document, None, **self._limits)
         except jlens.JlensError as err:
+            self._count_limits(err.code in LIMIT_CODES)
             raise _evaluation_error(err, self._limits) from err
+        self._count_limits(False)
         return SKIP if result is None else result
+
+    def _count_limits(self, over: bool) -> None:
+        self._over_limits = self._over_limits + 1 if over else 0
+        self._suspended_until = 0.0
+        if self._over_limits >= SUSPEND_AFTER:
+            self._over_limits = 0
+            self._suspended_until = time.monotonic() + SUSPEND_SECONDS
 
     def __repr__(self) -> str:
         return f"Payload({self.source!r})"

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nubes.callbacks import transform
 from nubes.callbacks.transform import (
     LIMITS,
     SKIP,
@@ -364,3 +365,25 @@ def refused_at(text: str) -> int | None:
     except TransformError as err:
         return -1 if err.position is None else err.position
     return None
+
+
+def test_a_payload_over_its_limits_again_and_again_is_suspended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(transform.time, "monotonic", lambda: clock[0])
+    payload = compile_payload("$count([1..data.n])")
+    small, big = {"data": {"n": 10}}, {"data": {"n": 1_000_000}}
+    assert payload.apply(small) == 10
+    for _ in range(transform.SUSPEND_AFTER - 1):
+        with pytest.raises(TransformError, match="too large"):
+            payload.apply(big)
+    assert payload.apply(small) == 10  # a success resets the count
+    for _ in range(transform.SUSPEND_AFTER):
+        with pytest.raises(TransformError, match="too large"):
+            payload.apply(big)
+    with pytest.raises(TransformError, match="not evaluated for 60 s") as suspended:
+        payload.apply(small)
+    assert suspended.value.code == "suspended"
+    clock[0] += transform.SUSPEND_SECONDS
+    assert payload.apply(small) == 10
