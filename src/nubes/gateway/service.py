@@ -38,6 +38,7 @@ from nubes.gateway.downlinks import (
     set_session_offer,
     set_timestamp_offer,
 )
+from nubes.gateway.handshakes import HandshakeLog
 from nubes.gateway.link import Channel, DeviceLink
 from nubes.gateway.publisher import Publisher
 from nubes.gateway.sessions import SessionIds, session_record
@@ -74,6 +75,7 @@ class Gateway:
         self._links: OrderedDict[int, DeviceLink] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: Counter[str] = Counter()
+        self._handshakes = HandshakeLog(directory, publisher, self.counters)
         directory.on_change(self._device_changed)
 
     # -- the MAC envelope ------------------------------------------------------
@@ -129,17 +131,7 @@ class Gateway:
 
     def on_dtls_event(self, event: dtls.DtlsEvent, started: float | None) -> None:
         """A DTLS handshake's start and end, or an association's end, into the log."""
-        outcome, address, serial, detail = _dtls_entry(event)
-        self.counters[f"dtls:{outcome}"] += 1
-        info = None if serial is None else self._directory.get(serial)
-        if info is None:
-            return  # unknown identities are only counted
-        remote = (str(address[0]), int(address[1]))
-        if started is not None:
-            self._publisher.add(_dtls_log(info, remote, started, "dtls_start", ""))
-        self._publisher.add(_dtls_log(info, remote, time.time(), outcome, detail))
-        if outcome == "dtls_failed":
-            log.info("device %s: DTLS handshake failed: %s", serial, detail)
+        self._handshakes.event(event, started)
 
     # -- packets -----------------------------------------------------------------
 
@@ -274,7 +266,8 @@ class Gateway:
         session = session_record(link.info, uplink, channel, at)
         extra = set_session_offer(link.info, session_id, at)
         link.offer(extra, first=True)
-        self._submit(link, uplink, message, channel, packet, at, [session], extra)
+        batch = [session, *self._handshakes.opened_session(link.info.serial, session_id)]
+        self._submit(link, uplink, message, channel, packet, at, batch, extra)
 
     def _submit(
         self,
@@ -573,37 +566,3 @@ class ClosableChannel(Channel, Protocol):
     """A channel whose association can be ended (DTLS)."""
 
     def close(self) -> None: ...
-
-
-def _dtls_entry(event: dtls.DtlsEvent) -> tuple[str, dtls.Address, int | None, str]:
-    """(outcome, address, serial, detail) of a DTLS event for the communication log."""
-    if isinstance(event, dtls.Established):
-        a = event.association
-        key = "" if a.key_index == 0 else ", with the replaced PSK"
-        return "dtls_established", a.address, a.serial, f"{a.suite} as {a.identity}{key}"
-    if isinstance(event, dtls.HandshakeFailed):
-        serial = None if event.identity is None else dtls.serial_of(event.identity)
-        detail = event.reason + (f": {event.detail}" if event.detail else "")
-        return "dtls_failed", event.address, serial, detail
-    if isinstance(event, dtls.Closed):
-        a = event.association
-        return "dtls_closed", a.address, a.serial, event.reason
-    return "dtls_start", event.address, None, ""
-
-
-def _dtls_log(
-    info: DeviceInfo, remote: tuple[str, int], at: float, outcome: str, detail: str
-) -> records.Record:
-    return records.log_record(
-        session_id=info.session_id,
-        device_id=info.id,
-        at=at,
-        direction="in",
-        envelope="dtls",
-        remote=remote,
-        flags=None,
-        seq=None,
-        size=0,
-        outcome=outcome,
-        detail=detail,
-    )

@@ -8,8 +8,12 @@ config downlinks (apply, then reboot and start a new session) and shell
 downlinks (answer with UPLOAD_SHELL carrying the same id).
 
 The FLAP state machine is `flap.DeviceTransfer`; this module adds the
-socket, the 5-second answer timeout and the message logic. Many devices
-share one socket: answers are routed by the serial number in the envelope.
+5-second answer timeout and the message logic. The envelope is a `Link`'s
+business: the device hands it FLAP packets and takes FLAP packets from its
+inbox, so one device class serves both envelopes. A `Network` gives each
+device its link: `SharedSocket` here (the MAC envelope; many devices share
+one socket and answers are routed by the serial number in the envelope),
+`nubes.sim.dtls.DtlsNetwork` for DTLS (one socket and association each).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from nubes import flap
@@ -26,43 +29,13 @@ from nubes.errors import EnvelopeError, MessageError, PacketError
 from nubes.flap import DeviceTransfer, DownlinkReceived, MessageType, NothingWaiting, Packet
 from nubes.sim import messages as m
 from nubes.sim.data import sample_values
+from nubes.sim.types import Link, Network, Profile, Stats
+
+# `Profile` and `Stats` live in `types` (the DTLS link needs them too); they
+# stay importable from here, where the device is.
+__all__ = ["Link", "MacLink", "Network", "Profile", "SharedSocket", "SimDevice", "Stats"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Stats:
-    """What all simulated devices did, for the summary."""
-
-    sessions: int = 0
-    data_acked: int = 0
-    uploads: int = 0
-    downlinks: int = 0
-    shell_answers: int = 0
-    timeouts: int = 0
-    resets: int = 0
-    gave_up: int = 0
-    latencies: list[float] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        ordered = sorted(self.latencies)
-
-        def pick(fraction: float) -> float | None:
-            if not ordered:
-                return None
-            return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 2)
-
-        return {
-            "sessions": self.sessions,
-            "data_acked": self.data_acked,
-            "uploads": self.uploads,
-            "downlinks": self.downlinks,
-            "shell_answers": self.shell_answers,
-            "timeouts": self.timeouts,
-            "resets": self.resets,
-            "gave_up": self.gave_up,
-            "ack_latency_ms": {"p50": pick(0.5), "p99": pick(0.99)},
-        }
 
 
 class SharedSocket(asyncio.DatagramProtocol):
@@ -70,7 +43,7 @@ class SharedSocket(asyncio.DatagramProtocol):
 
     def __init__(self, base64: bool) -> None:
         self.base64 = base64
-        self.inboxes: dict[int, asyncio.Queue[bytes]] = {}
+        self.links: dict[int, MacLink] = {}
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -83,39 +56,56 @@ class SharedSocket(asyncio.DatagramProtocol):
             envelope = flap.open_envelope(raw)
         except EnvelopeError:
             return
-        inbox = self.inboxes.get(envelope.serial)
-        if inbox is not None and not inbox.full():
-            inbox.put_nowait(raw)
+        link = self.links.get(envelope.serial)
+        if link is not None:
+            link.deliver(envelope)
 
     def send(self, datagram: bytes) -> None:
         assert self.transport is not None
         self.transport.sendto(flap.encode_base64(datagram) if self.base64 else datagram)
 
+    def attach(self, profile: Profile, stats: Stats) -> MacLink:
+        link = MacLink(self, profile)
+        self.links[profile.serial] = link
+        return link
 
-@dataclass
-class Profile:
-    """What a simulated device is and carries."""
 
-    serial: int
-    claim_token: bytes
-    decoder_yaml: str
-    encoder_yaml: str | None
-    config: list[str]
-    timeout: float = 5.0
+class MacLink:
+    """A device's MAC envelope on a `SharedSocket`: sealed out, verified in."""
+
+    def __init__(self, sock: SharedSocket, profile: Profile) -> None:
+        self._sock = sock
+        self._profile = profile
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue(16)
+        self.fragment_limit = flap.FRAGMENT_LIMIT["base64" if sock.base64 else "raw"]
+
+    async def ready(self) -> bool:
+        return True
+
+    def send(self, packet: bytes) -> None:
+        self._sock.send(flap.seal(self._profile.claim_token, self._profile.serial, packet))
+
+    def deliver(self, envelope: flap.Envelope) -> None:
+        if flap.verify(envelope, self._profile.claim_token) and not self.inbox.full():
+            self.inbox.put_nowait(envelope.packet)
+
+    def unanswered(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        if self._sock.links.get(self._profile.serial) is self:
+            del self._sock.links[self._profile.serial]
 
 
 class SimDevice:
     """One simulated device; `run` is its life until `stop_at` or `messages` data sent."""
 
-    def __init__(self, profile: Profile, sock: SharedSocket, stats: Stats, seed: int) -> None:
+    def __init__(self, profile: Profile, network: Network, stats: Stats, seed: int) -> None:
         self.profile = profile
-        self._sock = sock
+        self._link = network.attach(profile, stats)
         self._stats = stats
         self._rng = random.Random(seed)
-        self._inbox: asyncio.Queue[bytes] = asyncio.Queue(16)
-        sock.inboxes[profile.serial] = self._inbox
-        limit = flap.FRAGMENT_LIMIT["base64" if sock.base64 else "raw"]
-        self.transfer = DeviceTransfer(limit, retries=1)
+        self.transfer = DeviceTransfer(self._link.fragment_limit, retries=1)
         self.session: dict[int, Any] = {}
         self.reboot_requested = False
         self._shell_answers: list[bytes] = []
@@ -231,32 +221,32 @@ class SimDevice:
             packet = step.send
 
     def _transmit(self, packet: Packet) -> None:
-        self._sock.send(flap.seal(self.profile.claim_token, self.profile.serial, packet.encode()))
+        self._link.send(packet.encode())
 
     async def _roundtrip(self, packet: Packet) -> Packet | None:
-        while not self._inbox.empty():
-            self._inbox.get_nowait()  # a late answer to an earlier packet
+        if not await self._link.ready():
+            return None  # no way to the cloud now (a failed handshake): no answer
+        inbox = self._link.inbox
+        while not inbox.empty():
+            inbox.get_nowait()  # a late answer to an earlier packet
         self._transmit(packet)
         deadline = time.monotonic() + self.profile.timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
-                raw = await asyncio.wait_for(self._inbox.get(), left)
+                raw = await asyncio.wait_for(inbox.get(), left)
             except TimeoutError:
                 break
-            answer = self._open(raw)
-            if answer is not None:
-                return answer
+            try:
+                return Packet.decode(raw)
+            except PacketError:
+                continue
         self._stats.timeouts += 1
+        self._link.unanswered()
         return None
 
-    def _open(self, raw: bytes) -> Packet | None:
-        try:
-            envelope = flap.open_envelope(raw)
-            if not flap.verify(envelope, self.profile.claim_token):
-                return None
-            return Packet.decode(envelope.packet)
-        except (EnvelopeError, PacketError):
-            return None
+    async def close(self) -> None:
+        """Ends the device's link (DTLS: a close_notify, the socket closed)."""
+        await self._link.close()
 
     # -- downlinks ------------------------------------------------------------------------
 

@@ -10,11 +10,25 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
         type=int,
-        help="UDP port (default NUBES_FLAP_BASE64_PORT, or the raw one with --raw)",
+        help="UDP port (default NUBES_FLAP_BASE64_PORT, the raw one with --raw, "
+        "NUBES_DTLS_PORT with --dtls)",
     )
-    parser.add_argument("--raw", action="store_true", help="raw MAC envelope (port 5002)")
+    envelope = parser.add_mutually_exclusive_group()
+    envelope.add_argument("--raw", action="store_true", help="raw MAC envelope (port 5002)")
+    envelope.add_argument(
+        "--dtls", action="store_true", help="DTLS envelope (port 5005), one socket per device"
+    )
     parser.add_argument("--serial", type=int, default=100_000_001, help="first serial number")
     parser.add_argument("--claim-token", help="32 hex chars for every device (default: per serial)")
+    parser.add_argument(
+        "--psk", help="DTLS PSK for every device, 16..32 bytes in hex (default: per serial)"
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=15.0,
+        help="seconds a DTLS handshake may take, retransmissions included (default 15)",
+    )
     parser.add_argument("--devices", type=int, default=1, help="how many devices (K)")
     parser.add_argument(
         "--rate", type=float, default=0.5, help="data messages/s of all devices (R)"
@@ -35,7 +49,9 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="a config line the device reports (repeatable)",
     )
     parser.add_argument(
-        "--add", action="store_true", help="add missing devices to the database first"
+        "--add",
+        action="store_true",
+        help="add missing devices (with claim token and PSK) to the database first",
     )
     parser.add_argument("--group", default="default", help="group of devices added with --add")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

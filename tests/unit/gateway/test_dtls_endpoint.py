@@ -12,16 +12,26 @@ import asyncio
 import random
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from helpers import UdpClient, eventually
 from nubes import flap
 from nubes.bootstrap import Runtime
+from nubes.gateway import handshakes
 from nubes.services import devices
 from nubes.store import tables as t
 from unit.dtls.kit import PskClient
 
 SERIAL = 2_159_017_985
+
+
+@pytest.fixture(autouse=True)
+def _short_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CREATE_SESSION follows these handshakes: their rows need not wait 5 s."""
+    monkeypatch.setattr(handshakes, "HOLD_SECONDS", 0.05)
+
+
 PSK = bytes(range(16))
 TOKEN = bytes(16)
 
@@ -134,7 +144,10 @@ async def test_either_key_works_during_a_rotation(cloud: Runtime) -> None:
         client, udp = await dtls_connect(cloud, key=key)
         udp.close()
         assert client.established, (key, client.error)
-    rows = await log_rows(cloud)
+    rows = await eventually(
+        lambda: log_rows(cloud),
+        lambda rows: sum(r["outcome"] == "dtls_established" for r in rows) == 2,
+    )
     established = [row["detail"] for row in rows if row["outcome"] == "dtls_established"]
     assert established[0].endswith("with the replaced PSK")
     assert not established[1].endswith("with the replaced PSK")
