@@ -39,6 +39,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/callbacks.py
+	$(BIN)/python bench/dtls.py
 
 clean:
 	rm -rf $(VENV) var build dist src/*.egg-info
