@@ -54,6 +54,17 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def require_tool(command: str, purpose: str) -> str:
+    """The path of a command-line tool; fails under CI=true if it is missing, skips otherwise."""
+    path = shutil.which(command)
+    if path is None:
+        message = f"needs the {command} command {purpose}"
+        if running_in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def require_service(name: str, host: str, port: int) -> None:
     """Fail the test under CI=true if the service is down; skip it otherwise."""
     if service_available(host, port):

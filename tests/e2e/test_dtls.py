@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import running_in_ci
+from conftest import require_tool
 from nubes import flap
 from nubes.sim import messages as m
 
@@ -207,13 +206,7 @@ def test_a_device_handshakes_again_after_the_server_restarts(
 
 
 def require_openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        message = "needs the openssl command for the DTLS interop test"
-        if running_in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_tool("openssl", "for the DTLS interop test")
 
 
 class SClient:

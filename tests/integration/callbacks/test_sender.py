@@ -8,7 +8,6 @@ flood. It records every request it saw and every connection it accepted.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import running_in_ci
+from conftest import require_tool
 from nubes.callbacks.model import LOGGED_BODY_BYTES, OutgoingRequest
 from nubes.callbacks.sender import Sender
 
@@ -334,11 +333,7 @@ async def test_guard_refuses_cloud_metadata(guarded: Sender) -> None:
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        message = "needs the openssl command to make a test certificate"
-        if running_in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+    require_tool("openssl", "to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

@@ -10,14 +10,13 @@ talks to it both ways. Bounded: 15 s at most, loopback only.
 from __future__ import annotations
 
 import select
-import shutil
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import running_in_ci
+from conftest import require_tool
 from nubes.dtls import Closed, DtlsServer, Established, Output
 from unit.dtls.kit import KEY, SERIAL, new_server
 
@@ -25,13 +24,7 @@ DEADLINE = 15.0
 
 
 def require_openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        message = "needs the openssl command for the DTLS interop test"
-        if running_in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_tool("openssl", "for the DTLS interop test")
 
 
 def serve_once(sock: socket.socket, server: DtlsServer, seen: Output) -> None:

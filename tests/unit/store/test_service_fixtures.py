@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import require_service, service_available
+from conftest import require_service, require_tool, service_available
 
 
 @pytest.fixture
@@ -46,3 +46,13 @@ def test_a_missing_service_skips_outside_ci(
 def test_unique_prefix_is_a_short_identifier(unique_prefix: str) -> None:
     assert unique_prefix.isidentifier()
     assert len(unique_prefix) <= 12
+
+
+def test_a_missing_tool_fails_under_ci_and_skips_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert require_tool("sh", "to run anything") is not None
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no-such-tool-here"):
+        require_tool("no-such-tool-here", "for this test")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no-such-tool-here"):
+        require_tool("no-such-tool-here", "for this test")
