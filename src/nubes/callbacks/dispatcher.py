@@ -110,6 +110,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _uuid_or_none(text: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(text))
+    except ValueError:
+        return None  # not from a worker of ours: no fast path for it
+
+
 def _arrival(event: Event) -> datetime:
     """When the event's message arrived (`created_at`, RFC 3339; naive means UTC)."""
     moment = datetime.fromisoformat(event["created_at"])
@@ -257,7 +264,7 @@ class Dispatcher:
 
     async def _devices_for_fast_path(self, firing: list[Firing]) -> dict[str, dict[str, Any]]:
         wanted = {event.get("device_id") for cb, event, _ in firing if self._has_room(cb.id)}
-        ids = {uuid.UUID(device_id) for device_id in wanted if isinstance(device_id, str)}
+        ids = {device_id for text in wanted if (device_id := _uuid_or_none(text)) is not None}
         found = await store.load_devices(self._engine, ids)
         return {str(device_id): device for device_id, device in found.items()}
 

@@ -184,6 +184,22 @@ async def test_a_callback_saved_just_before_a_message_fires_for_it(
         await wait_until(lambda: all_in(engine, None, "succeeded", 3))
 
 
+async def test_an_event_with_a_malformed_device_id_is_sent_from_the_stored_row(
+    migrated_db: Database, device: Device, receiver: Receiver
+) -> None:
+    engine = migrated_db.engine
+    await hook(migrated_db, device, receiver)
+    rows = message_rows(device, 2)
+    await add_messages(engine, rows)
+    events = orjson.loads(stored_events(rows))
+    for event in events["messages"]:
+        event["device_id"] = "not-a-uuid"
+    async with dispatching(migrated_db) as dispatcher:
+        await broker_of(dispatcher).publish(MESSAGE_STORED, orjson.dumps(events))
+        await wait_until(lambda: all_in(engine, None, "succeeded", 2))
+    assert len(receiver.requests) == 2
+
+
 async def test_a_dispatcher_renews_the_leases_of_what_it_holds(
     migrated_db: Database, device: Device, monkeypatch: pytest.MonkeyPatch
 ) -> None:
