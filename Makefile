@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# The web portal (portal/) is built into the package, where `nubes serve` finds it.
+PORTAL_MODULES := portal/node_modules/.package-lock.json
+PORTAL_BUILT := src/nubes/portal_dist/index.html
+PORTAL_SOURCES := $(shell find portal/src -type f ! -name '*.test.ts') \
+	portal/index.html portal/vite.config.ts portal/tsconfig.json portal/package-lock.json
 
-.PHONY: run test lint bench migrate clean
+.PHONY: run test lint bench migrate clean portal portal-test portal-e2e
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +24,28 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(STAMP)
+$(PORTAL_MODULES): portal/package.json portal/package-lock.json
+	cd portal && npm ci --no-audit --no-fund
+	touch $@
+
+$(PORTAL_BUILT): $(PORTAL_MODULES) $(PORTAL_SOURCES)
+	cd portal && npm run build
+
+portal: $(PORTAL_BUILT)
+
+portal-test: $(PORTAL_MODULES)
+	cd portal && npx vitest run
+
+# In headless Debian chromium, installed from Debian's packages when missing;
+# never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+portal-e2e: $(STAMP) $(PORTAL_BUILT) $(CHROMIUM)
+	cd portal && node e2e/run.mjs
+
+run: $(STAMP) $(PORTAL_BUILT)
 	$(BIN)/nubes migrate
 	$(BIN)/nubes serve
 
@@ -31,9 +57,10 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: $(TEST_STAMP) lint
+test: $(TEST_STAMP) lint portal-test
 	# pytest exits 5 when it collects no test: that is not a failure of the code.
 	$(BIN)/pytest -q || { rc=$$?; if [ $$rc -eq 5 ]; then echo 'pytest: no tests collected'; exit 0; fi; exit $$rc; }
+	$(MAKE) portal-e2e
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/gateway.py
@@ -42,4 +69,4 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/dtls.py
 
 clean:
-	rm -rf $(VENV) var build dist src/*.egg-info
+	rm -rf $(VENV) var build dist src/*.egg-info portal/node_modules src/nubes/portal_dist

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = "127.0.0.1"
     # Seconds between SSE heartbeats (comments) on idle live streams.
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    # The built web portal served at `/`; empty: the one built into the
+    # package by `make run` (nubes/portal_dist). Not built: `/` shows /docs.
+    portal_dir: str = ""
 
     # Callbacks: may webhooks go to loopback, private, link-local and cloud
     # metadata addresses? Off by default (a customer's URL must not reach

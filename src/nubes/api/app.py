@@ -1,6 +1,7 @@
 """The FastAPI application: routers, error shape, body limit, OpenAPI.
 
-`create_app(ctx)` is all a process needs: `bootstrap` serves it with
+`create_app(ctx)` is all a process needs (it serves the built web portal
+at `/` too, see `portal`): `bootstrap` serves it with
 uvicorn inside `nubes serve` and `nubes api`; tests drive it in-process
 (httpx's ASGI transport) or over a real socket.
 """
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nubes import __version__
 from nubes.api.context import ApiContext
 from nubes.api.errors import COMMON_ERRORS, error_response, install_error_handlers
+from nubes.api.portal import Portal, portal_directory
 from nubes.api.routers import (
     auth,
     callbacks,
@@ -141,7 +143,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/docs")  # when the portal is not built
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    portal = portal_directory(ctx.settings.portal_dir)
+    if portal is not None:
+        app.add_middleware(Portal, directory=portal)
     return app

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from nubes.api.app import create_app
+from nubes.api.context import ApiContext
+from nubes.config import Settings
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -14,7 +16,8 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
     # The document is built from the routes alone: no database is touched.
-    document: dict[str, Any] = create_app(None).openapi()  # type: ignore[arg-type]
+    ctx = ApiContext(Settings(), None, None, None)  # type: ignore[arg-type]
+    document: dict[str, Any] = create_app(ctx).openapi()
     return document
 
 
