@@ -133,15 +133,18 @@ def device_of(message: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def event_message(
-    event: Mapping[str, Any], device: Mapping[str, Any] | None
+    event: Mapping[str, Any], device: Mapping[str, Any] | None, message_id: uuid.UUID
 ) -> dict[str, Any] | None:
-    """The message row (with its device) an event stands for; None if it cannot."""
+    """The message row (with its device) an event stands for; None if it cannot.
+
+    `message_id` is the event's `id`, already parsed by the caller.
+    """
     if device is None or any(column not in event for column in EVENT_COLUMNS):
         return None  # e.g. an event of an older worker: read the row instead
     try:
         raw = event["raw"]
         message = {column: event[column] for column in EVENT_COLUMNS}
-        message["id"] = uuid.UUID(event["id"])
+        message["id"] = message_id
         message["created_at"] = datetime.fromisoformat(event["created_at"])
         message["raw"] = None if raw is None else base64.b64decode(raw, validate=True)
     except (TypeError, ValueError, binascii.Error):

@@ -237,7 +237,8 @@ class Dispatcher:
         for callback, event, message_id in firing:
             message = None
             if self._has_room(callback.id):
-                message = attempt.event_message(event, devices.get(str(event.get("device_id"))))
+                device = devices.get(str(event.get("device_id")))
+                message = attempt.event_message(event, device, message_id)
             delivery = NewDelivery(
                 uuid7(), callback.id, callback.organization_id, message_id, message is not None
             )

@@ -57,18 +57,8 @@ async def list_deliveries(
     where = [_d.c.callback_id == callback_id]
     if state is not None:
         where.append(_d.c.state == state)
-    direction = sa.desc if descending else sa.asc
-    query = (
-        _deliveries()
-        .where(*where)
-        .order_by(direction(_d.c.created_at), direction(_d.c.id))
-        .offset(offset)
-        .limit(limit)
-    )
     async with engine.connect() as conn:
-        total = await conn.scalar(sa.select(sa.func.count()).select_from(_d).where(*where))
-        rows = [dict(row) for row in (await conn.execute(query)).mappings()]
-    return int(total or 0), rows
+        return await _page(conn, where, descending, offset, limit)
 
 
 async def message_deliveries(
@@ -82,6 +72,16 @@ async def message_deliveries(
 ) -> tuple[int, list[dict[str, Any]]]:
     """The message's deliveries (of the message's organization), each with its attempts."""
     where = [_d.c.message_id == message_id, _d.c.organization_id == organization_id]
+    async with engine.connect() as conn:
+        total, rows = await _page(conn, where, descending, offset, limit)
+        await _add_attempts(conn, rows)
+    return total, rows
+
+
+async def _page(
+    conn: AsyncConnection, where: list[Any], descending: bool, offset: int, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """The total of deliveries matching `where`, and one page of them by creation."""
     direction = sa.desc if descending else sa.asc
     query = (
         _deliveries()
@@ -90,10 +90,8 @@ async def message_deliveries(
         .offset(offset)
         .limit(limit)
     )
-    async with engine.connect() as conn:
-        total = await conn.scalar(sa.select(sa.func.count()).select_from(_d).where(*where))
-        rows = [dict(row) for row in (await conn.execute(query)).mappings()]
-        await _add_attempts(conn, rows)
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(_d).where(*where))
+    rows = [dict(row) for row in (await conn.execute(query)).mappings()]
     return int(total or 0), rows
 
 
