@@ -8,3 +8,7 @@ export * from "./resources";
 export { memoryTokenStore, storageTokenStore } from "./tokens";
 export type { TokenStore } from "./tokens";
 export type * from "./types";
+export * from "./devices";
+export * from "./messages";
+export * from "./callbacks";
+export * from "./organizations";

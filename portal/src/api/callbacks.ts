@@ -1,0 +1,3 @@
+/** Typed calls of the REST API for callbacks (with their types). */
+
+export {};

@@ -1,0 +1,3 @@
+/** Typed calls of the REST API for messages (with their types). */
+
+export {};

@@ -1,0 +1,3 @@
+/** Typed calls of the REST API for organizations (with their types). */
+
+export {};
