@@ -59,6 +59,8 @@ async function environment(tmp) {
     NUBES_DTLS_PORT: String(await freeUdpPort()),
     NUBES_DATABASE_URL: `sqlite+aiosqlite:///${tmp}/nubes.db`,
     NUBES_LOG_LEVEL: "WARNING",
+    // The callbacks scenario's receiver listens on loopback.
+    NUBES_CALLBACK_ALLOW_PRIVATE: "true",
   };
 }
 
