@@ -180,8 +180,11 @@ class Context {
     const page = this.page;
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.goto(`${this.base}/organizations`);
-    await page.waitForURL(/\/(organizations|sign-in)/);
-    if (page.url().includes("/sign-in")) {
+    // Either the organizations (signed in) or the sign-in form, once the router has decided.
+    const form = page.locator("input[name=email]");
+    const orgLink = page.getByRole("link", { name: user.organization });
+    await form.or(orgLink).first().waitFor();
+    if (await form.isVisible()) {
       await page.fill("input[name=email]", user.email);
       await page.fill("input[name=password]", user.password);
       await page.click("button[type=submit]");

@@ -65,8 +65,10 @@ export interface Message {
   direction: "up" | "down";
   data: unknown;
   raw: string;
+  codec_hash: string | null;
   decode_state: "decoded" | "undecoded" | "failed" | null;
   decode_error: string | null;
+  downlink_id: string | null;
 }
 
 export interface Paging {
