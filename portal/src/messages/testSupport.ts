@@ -32,7 +32,8 @@ export function fakeApi(routes: Record<string, Answer>): FakeApi {
     return typeof answer === "function" ? answer(url, init) : answer.clone();
   });
   const onUnauthorized = vi.fn();
-  const client = new ApiClient({ tokens: memoryTokenStore("t0k3n"), fetch, onUnauthorized });
+  // The client only ever passes a string URL and an init.
+  const client = new ApiClient({ tokens: memoryTokenStore("t0k3n"), fetch: fetch as unknown as typeof globalThis.fetch, onUnauthorized });
   return { client, fetch, onUnauthorized, urls: () => fetch.mock.calls.map((call) => call[0]) };
 }
 
