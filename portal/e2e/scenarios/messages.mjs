@@ -143,4 +143,12 @@ export default async function messages(ctx) {
   ctx.check((await rows(page).count()) === shown - 1, "the deleted row is still counted");
   const left = await ctx.api("GET", `/v1/messages?device_id=${device.id}&limit=100`);
   ctx.check(!left.some((m) => m.id === victimId), "the API still has the deleted message");
+
+  ctx.begin("messages: a phone's width scrolls the table, not the page");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await rows(page).first().waitFor();
+  const pageWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+  ctx.check(pageWidth <= 390, `the page is ${pageWidth} px wide at 390 px`);
+  if (process.env.MESSAGES_PHONE_SHOT) await page.screenshot({ path: process.env.MESSAGES_PHONE_SHOT });
+  await page.setViewportSize({ width: 1280, height: 800 });
 }
