@@ -1,5 +1,154 @@
-// The messages pages (issue 6, being built): nothing checked yet.
+// The messages page of a device, driven like a user: live rows from the
+// simulator, pause and resume, a row's details, a filter that matches
+// nothing, the NDJSON export, deleting one message.
+
+import fs from "node:fs";
+
+/** Polls `read` until `test` holds on its value; fails with `what` after `ms`. */
+async function until(ctx, what, read, test, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  let value;
+  while (Date.now() < deadline) {
+    value = await read();
+    if (test(value)) return value;
+    await ctx.page.waitForTimeout(100);
+  }
+  throw new Error(`${what} (last seen: ${JSON.stringify(value)})`);
+}
+
+function rows(page) {
+  return page.locator("table.messages tbody.message");
+}
+
+function liveStatus(page) {
+  return page.locator(".live-tail [role=status]");
+}
+
+/**
+ * Signs in through the form first when the browser has no session: run alone,
+ * `ctx.signIn()` may look at the URL before the router moved to /sign-in.
+ */
+async function signIn(ctx) {
+  const page = ctx.page;
+  await page.goto(`${ctx.base}/sign-in`);
+  await page.locator("input[name=email]").waitFor();
+  await page.fill("input[name=email]", ctx.user.email);
+  await page.fill("input[name=password]", ctx.user.password);
+  await page.click("button[type=submit]");
+  await page.waitForURL(/\/organizations$/);
+  await ctx.signIn();
+}
 
 export default async function messages(ctx) {
-  await ctx.signIn();
+  const page = ctx.page;
+  const device = await ctx.ensureDevice();
+  await signIn(ctx);
+  const { org, group } = await ctx.organization();
+
+  ctx.begin("messages: open the device's messages page");
+  await page.goto(`${ctx.base}/organizations/${org.id}/groups/${group.id}/devices/${device.id}`);
+  await page.getByRole("navigation", { name: "Device pages" }).getByRole("link", { name: "Messages" }).click();
+  await page.waitForURL(/\/messages$/);
+  await page.getByRole("heading", { name: /^Messages/ }).waitFor();
+  await until(ctx, "the live tail did not connect", () => liveStatus(page).textContent(), (t) => t === "Live");
+  const before = await rows(page).count();
+
+  ctx.begin("messages: rows appear live while the simulator sends");
+  const sim = ctx.sim([
+    "--serial", String(ctx.device.serial),
+    "--claim-token", ctx.device.claimToken,
+    "--messages", "6",
+    "--rate", "1",
+  ]);
+  await until(ctx, "no live row appeared", () => rows(page).count(), (n) => n > before);
+  ctx.check(page.url().endsWith("/messages"), "the page reloaded or moved");
+
+  ctx.begin("messages: pause holds the table and counts new messages");
+  await page.getByRole("button", { name: "Pause" }).click();
+  const held = await rows(page).count();
+  const pausedText = await until(ctx, "no new message was counted while paused", () => liveStatus(page).textContent(),
+    (t) => /^Paused: [1-9]\d* new$/.test(t ?? ""));
+  ctx.check((await rows(page).count()) === held, "rows changed while paused");
+  const waiting = Number(/(\d+)/.exec(pausedText)[1]);
+
+  ctx.begin("messages: resume shows what came while paused");
+  const { code, output } = await sim.done;
+  ctx.check(code === 0, `the simulator failed: ${output}`);
+  await page.getByRole("button", { name: /^Resume/ }).click();
+  await until(ctx, "resume did not add the held rows", () => rows(page).count(), (n) => n >= held + waiting);
+  const stored = await ctx.api("GET", `/v1/messages?device_id=${device.id}&limit=100`);
+  const shown = await until(ctx, `the table does not show all ${stored.length} stored messages`,
+    () => rows(page).count(), (n) => n === stored.length);
+  ctx.check(stored.some((m) => m.type === "data"), "the simulator stored no data message");
+  await ctx.screenshot("messages");
+
+  ctx.begin("messages: a row opens with the keyboard to its JSON tree, raw bytes and deliveries");
+  const dataRow = rows(page).filter({ has: page.getByRole("cell", { name: "data", exact: true }) }).first();
+  const toggle = dataRow.locator("button.row-toggle");
+  await toggle.focus();
+  await page.keyboard.press("Enter");
+  await until(ctx, "the row did not expand", () => toggle.getAttribute("aria-expanded"), (v) => v === "true");
+  const details = dataRow.locator(".message-details");
+  const branch = details.locator(".json-node button.json-toggle").nth(1);
+  await branch.waitFor();
+  ctx.check((await branch.getAttribute("aria-expanded")) === "true", "the JSON tree is not open");
+  await branch.click();
+  ctx.check((await branch.getAttribute("aria-expanded")) === "false", "a JSON branch did not fold");
+  await branch.click();
+  const dump = await details.locator("pre.dump").textContent();
+  ctx.check(/^00000000 {2}[0-9a-f]{2}/.test(dump), `no hex dump: ${dump}`);
+  await details.getByText(/No callback deliveries/).waitFor();
+  await dataRow.evaluate((row) => row.scrollIntoView({ block: "start" }));
+  await ctx.screenshot("message-expanded");
+  await toggle.click();
+
+  ctx.begin("messages: a since filter that matches nothing shows the empty state, clearing it the rows");
+  const tomorrow = new Date(Date.now() + 86_400_000);
+  const pad = (n) => String(n).padStart(2, "0");
+  const local = `${tomorrow.getFullYear()}-${pad(tomorrow.getMonth() + 1)}-${pad(tomorrow.getDate())}T08:00:00`;
+  await page.locator("input[name=since]").fill(local);
+  await page.getByRole("button", { name: "Apply filter" }).click();
+  await page.waitForURL(/since=/);
+  await page.getByText("No messages match this filter.").waitFor();
+  await page.reload();
+  await page.getByText("No messages match this filter.").waitFor();
+  ctx.check((await page.locator("input[name=since]").inputValue()).startsWith(local.slice(0, 16)),
+    "the since filter did not survive a reload");
+  await page.getByRole("button", { name: "Clear filter" }).click();
+  await until(ctx, "clearing the filter did not bring the rows back", () => rows(page).count(), (n) => n === shown);
+
+  ctx.begin("messages: the NDJSON export holds the messages shown");
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Export NDJSON" }).click(),
+  ]);
+  ctx.check(/^messages-.+\.ndjson$/.test(download.suggestedFilename()), `file name ${download.suggestedFilename()}`);
+  const lines = fs.readFileSync(await download.path(), "utf8").split("\n").filter((line) => line.trim());
+  ctx.check(lines.length === shown, `the export has ${lines.length} lines, the table ${shown} rows`);
+  ctx.check(lines.every((line) => typeof JSON.parse(line).id === "string"), "an export line is no message");
+
+  ctx.begin("messages: delete one message after confirming");
+  const victim = rows(page).first();
+  const victimId = await victim.getAttribute("data-message-id");
+  await victim.locator("button.row-toggle").click();
+  await victim.getByRole("button", { name: "Delete this message" }).click();
+  const dialog = page.getByRole("alertdialog");
+  await dialog.waitFor();
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "detached" });
+  await victim.getByRole("button", { name: "Delete this message" }).click();
+  await dialog.getByRole("button", { name: "Delete message" }).click();
+  await dialog.waitFor({ state: "detached" });
+  await page.locator(`tbody[data-message-id="${victimId}"]`).waitFor({ state: "detached" });
+  ctx.check((await rows(page).count()) === shown - 1, "the deleted row is still counted");
+  const left = await ctx.api("GET", `/v1/messages?device_id=${device.id}&limit=100`);
+  ctx.check(!left.some((m) => m.id === victimId), "the API still has the deleted message");
+
+  ctx.begin("messages: a phone's width scrolls the table, not the page");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await rows(page).first().waitFor();
+  const pageWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+  ctx.check(pageWidth <= 390, `the page is ${pageWidth} px wide at 390 px`);
+  if (process.env.MESSAGES_PHONE_SHOT) await page.screenshot({ path: process.env.MESSAGES_PHONE_SHOT });
+  await page.setViewportSize({ width: 1280, height: 800 });
 }

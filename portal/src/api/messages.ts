@@ -1,3 +1,160 @@
-/** Typed calls of the REST API for messages (with their types). */
+/**
+ * Typed calls of the REST API for messages (with their types).
+ *
+ * Every call of a messages page takes the same two things: the scope (one
+ * device or one group) and the filter (since, before, types, direction), so
+ * that the table, the export, the bulk delete and the live tail always mean
+ * the same set of messages. `messageQuery` is the one place that turns them
+ * into query parameters.
+ */
 
-export {};
+import type { ApiClient, Page, Query } from "./client";
+import type { Message } from "./types";
+
+export const MESSAGE_TYPES = [
+  "session",
+  "data",
+  "config",
+  "decoder",
+  "encoder",
+  "stats",
+  "shell",
+  "firmware",
+  "timestamp",
+] as const;
+export type MessageType = (typeof MESSAGE_TYPES)[number];
+export type MessageDirection = "up" | "down";
+
+/** A message with the fields `types.ts` leaves out (the API always sends them). */
+export interface StoredMessage extends Message {
+  codec_hash: string | null;
+  downlink_id: string | null;
+}
+
+/** Whose messages: exactly one device or one group. */
+export type MessageScope = { deviceId: string } | { groupId: string };
+
+/** Which of the scope's messages; times are ISO 8601 UTC. Empty means all. */
+export interface MessageFilter {
+  since?: string;
+  before?: string;
+  types?: MessageType[];
+  direction?: MessageDirection;
+}
+
+export interface MessagePaging {
+  offset?: number;
+  limit?: number;
+  cursor?: string | null;
+}
+
+export type MessageExportFormat = "csv" | "ndjson";
+
+export interface MessageDeliveryAttempt {
+  id: number;
+  at: string;
+  duration_ms: number | null;
+  outcome: string;
+  /** method, url, headers (secrets redacted), body (4 KB) */
+  request: unknown;
+  /** status, headers, body (4 KB); null when the endpoint did not answer */
+  response: { status?: number; headers?: Record<string, string>; body?: unknown } | null;
+  error: string | null;
+}
+
+export type MessageDeliveryState = "pending" | "delivering" | "succeeded" | "failed" | "skipped" | "cancelled";
+
+/** A message's delivery to one callback of its group, with every attempt. */
+export interface MessageDelivery {
+  id: string;
+  organization_id: string;
+  callback_id: string;
+  callback_name: string;
+  message_id: string;
+  state: MessageDeliveryState;
+  attempts: number;
+  next_attempt_at: string | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+  attempt_log: MessageDeliveryAttempt[];
+}
+
+export function scopeQuery(scope: MessageScope): Query {
+  return "deviceId" in scope ? { device_id: scope.deviceId } : { group_id: scope.groupId };
+}
+
+/** The query parameters of a scope and filter, shared by list, export and delete. */
+export function messageQuery(scope: MessageScope, filter: MessageFilter): Query {
+  return {
+    ...scopeQuery(scope),
+    since: filter.since,
+    before: filter.before,
+    type: filter.types ?? [],
+    direction: filter.direction,
+  };
+}
+
+/** One page of the scope's filtered messages, newest first. */
+export function listScopedMessages(
+  client: ApiClient,
+  scope: MessageScope,
+  filter: MessageFilter,
+  paging: MessagePaging = {},
+): Promise<Page<StoredMessage>> {
+  const query = { ...messageQuery(scope, filter), sort_order: "desc", ...paging };
+  return client.list<StoredMessage>("/v1/messages", query);
+}
+
+export function deleteMessage(client: ApiClient, id: string): Promise<void> {
+  return client.delete(`/v1/messages/${encodeURIComponent(id)}`);
+}
+
+/** Deletes every message the scope and filter select; answers how many. */
+export async function deleteFilteredMessages(
+  client: ApiClient,
+  scope: MessageScope,
+  filter: MessageFilter,
+): Promise<number> {
+  const response = await client.send("DELETE", "/v1/messages", { query: messageQuery(scope, filter) });
+  const body = (await response.json()) as { deleted: number };
+  return body.deleted;
+}
+
+/** The filtered set as a file, newest first; fetched (not linked) as it needs the token. */
+export async function exportMessages(
+  client: ApiClient,
+  scope: MessageScope,
+  filter: MessageFilter,
+  format: MessageExportFormat,
+  signal?: AbortSignal,
+): Promise<Blob> {
+  const query = { ...messageQuery(scope, filter), format, sort_order: "desc" };
+  const response = await client.send("GET", "/v1/messages/export", { query, signal });
+  return response.blob();
+}
+
+/** A message's deliveries to its group's callbacks, oldest first, with every attempt. */
+export function listMessageDeliveries(
+  client: ApiClient,
+  messageId: string,
+  paging: MessagePaging = {},
+): Promise<Page<MessageDelivery>> {
+  return client.list<MessageDelivery>(`/v1/messages/${encodeURIComponent(messageId)}/deliveries`, { ...paging });
+}
+
+/**
+ * Opens the live stream of the scope (Server-Sent Events) with the bearer
+ * token in a header, not in the URL: `fetch`, not `EventSource`. A 401 goes
+ * through the client's unauthorized path like any other call.
+ */
+export function openMessageStream(
+  client: ApiClient,
+  scope: MessageScope,
+  lastEventId: string | null,
+  signal: AbortSignal,
+): Promise<Response> {
+  const query = { ...scopeQuery(scope), last_event_id: lastEventId };
+  return client.send("GET", "/v1/messages/stream", { query, signal });
+}
