@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { lineAndColumn, problemIndex, tokenize, type TokenKind } from "./highlight";
+import { lineAndColumn, markTokens, problemIndex, tokenize, type TokenKind } from "./highlight";
 
 function kinds(source: string): [TokenKind, string][] {
   return tokenize(source)
@@ -70,5 +70,24 @@ describe("problem positions", () => {
   it("read as line and column", () => {
     expect(lineAndColumn("ab\ncd", 4)).toEqual({ line: 2, column: 2 });
     expect(lineAndColumn("ab", 0)).toEqual({ line: 1, column: 1 });
+  });
+});
+
+describe("markTokens", () => {
+  it("splits out the marked character and keeps the text", () => {
+    const segments = markTokens(tokenize("abc + 1"), 1);
+    expect(segments.map((s) => [s.text, s.marked])).toEqual([
+      ["a", false],
+      ["b", true],
+      ["c", false],
+      [" ", false],
+      ["+", false],
+      [" ", false],
+      ["1", false],
+    ]);
+  });
+
+  it("marks nothing without a position", () => {
+    expect(markTokens(tokenize("a"), null).some((s) => s.marked)).toBe(false);
   });
 });

@@ -117,3 +117,22 @@ export function problemIndex(source: string, position: number | null): number | 
   if (position === null || source.length === 0) return null;
   return Math.min(source.length - 1, Math.max(0, position - 1));
 }
+
+export interface Segment extends Token {
+  /** The character a problem points at. */
+  marked: boolean;
+}
+
+/** The tokens with the character at `markAt` split into a segment of its own, marked. */
+export function markTokens(tokens: Token[], markAt: number | null): Segment[] {
+  return tokens.flatMap((token): Segment[] => {
+    const offset = markAt === null ? -1 : markAt - token.start;
+    if (offset < 0 || offset >= token.text.length) return [{ ...token, marked: false }];
+    const parts: Segment[] = [
+      { ...token, text: token.text.slice(0, offset), marked: false },
+      { ...token, text: token.text.charAt(offset), start: markAt ?? 0, marked: true },
+      { ...token, text: token.text.slice(offset + 1), start: (markAt ?? 0) + 1, marked: false },
+    ];
+    return parts.filter((part) => part.text !== "");
+  });
+}
