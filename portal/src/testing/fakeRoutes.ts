@@ -82,3 +82,8 @@ export function meWithRole(orgId: string, role: string): FakeAnswer {
     },
   };
 }
+
+/** Lets pending promises and Vue's updates run. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i += 1) await new Promise((resolve) => setTimeout(resolve, 0));
+}
