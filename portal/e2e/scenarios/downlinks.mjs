@@ -70,4 +70,10 @@ export default async function downlinks(ctx) {
   const configState = await configRow.getAttribute("data-state");
   ctx.check(configState !== "pending", `the config downlink left pending: ${configState}`);
   await ctx.screenshot("downlinks");
+
+  ctx.begin("downlinks: readable on a phone, wide tables scroll inside their frame");
+  await page.setViewportSize({ width: 390, height: 760 });
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  ctx.check(width <= 390, `the page is ${width} px wide at 390 px`);
+  await page.setViewportSize({ width: 1280, height: 800 });
 }

@@ -147,4 +147,10 @@ export default async function settings(ctx) {
   await manageMembers(ctx);
   await manageKeys(ctx);
   await readAudit(ctx);
+
+  ctx.begin("settings: readable on a phone, wide tables scroll inside their frame");
+  await page.setViewportSize({ width: 390, height: 760 });
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  ctx.check(width <= 390, `the page is ${width} px wide at 390 px`);
+  await page.setViewportSize({ width: 1280, height: 800 });
 }
