@@ -8,7 +8,7 @@
  */
 
 import type { ApiClient, Page } from "./client";
-import type { Message, Paging } from "./types";
+import { MESSAGE_TYPES, type Message, type MessageType, type Paging } from "./types";
 
 export const CALLBACK_METHODS = ["POST", "GET", "PUT", "PATCH"] as const;
 export type CallbackMethod = (typeof CALLBACK_METHODS)[number];
@@ -20,18 +20,9 @@ export const CALLBACK_CONTENT_TYPES = [
 ] as const;
 export type CallbackContentType = (typeof CALLBACK_CONTENT_TYPES)[number];
 
-export const CALLBACK_TRIGGERS = [
-  "data",
-  "session",
-  "config",
-  "decoder",
-  "encoder",
-  "stats",
-  "shell",
-  "firmware",
-  "timestamp",
-] as const;
-export type CallbackTrigger = (typeof CALLBACK_TRIGGERS)[number];
+/** Every message type may fire a callback. */
+export const CALLBACK_TRIGGERS = MESSAGE_TYPES;
+export type CallbackTrigger = MessageType;
 
 /** The API's default `retry_delays` (seconds), as HARDWARIO v2 had them. */
 export const DEFAULT_RETRY_DELAYS: readonly number[] = [10, 30, 60, 600, 1800, 3600, 10800, 21600, 43200];

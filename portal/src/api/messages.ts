@@ -9,27 +9,10 @@
  */
 
 import type { ApiClient, Page, Query } from "./client";
-import type { Message } from "./types";
+import type { Message, MessageType } from "./types";
+export { MESSAGE_TYPES } from "./types";
 
-export const MESSAGE_TYPES = [
-  "session",
-  "data",
-  "config",
-  "decoder",
-  "encoder",
-  "stats",
-  "shell",
-  "firmware",
-  "timestamp",
-] as const;
-export type MessageType = (typeof MESSAGE_TYPES)[number];
 export type MessageDirection = "up" | "down";
-
-/** A message with the fields `types.ts` leaves out (the API always sends them). */
-export interface StoredMessage extends Message {
-  codec_hash: string | null;
-  downlink_id: string | null;
-}
 
 /** Whose messages: exactly one device or one group. */
 export type MessageScope = { deviceId: string } | { groupId: string };
@@ -102,9 +85,9 @@ export function listScopedMessages(
   scope: MessageScope,
   filter: MessageFilter,
   paging: MessagePaging = {},
-): Promise<Page<StoredMessage>> {
+): Promise<Page<Message>> {
   const query = { ...messageQuery(scope, filter), sort_order: "desc", ...paging };
-  return client.list<StoredMessage>("/v1/messages", query);
+  return client.list<Message>("/v1/messages", query);
 }
 
 export function deleteMessage(client: ApiClient, id: string): Promise<void> {

@@ -53,6 +53,20 @@ export interface Device {
   fw_version: string | null;
 }
 
+/** The message types of FLAP (cloud.md), in the order devices send them. */
+export const MESSAGE_TYPES = [
+  "session",
+  "data",
+  "config",
+  "decoder",
+  "encoder",
+  "stats",
+  "shell",
+  "firmware",
+  "timestamp",
+] as const;
+export type MessageType = (typeof MESSAGE_TYPES)[number];
+
 export interface Message {
   id: string;
   created_at: string;

@@ -4,7 +4,7 @@
  */
 
 import { vi, type Mock } from "vitest";
-import { ApiClient, memoryTokenStore, type StoredMessage } from "@/api";
+import { ApiClient, memoryTokenStore, type Message } from "@/api";
 
 export type Answer = Response | ((url: string, init: RequestInit) => Response | Promise<Response>);
 
@@ -37,7 +37,7 @@ export function fakeApi(routes: Record<string, Answer>): FakeApi {
   return { client, fetch, onUnauthorized, urls: () => fetch.mock.calls.map((call) => call[0]) };
 }
 
-export function storedMessage(overrides: Partial<StoredMessage> = {}): StoredMessage {
+export function storedMessage(overrides: Partial<Message> = {}): Message {
   return {
     id: "01a21e5e-0000-7000-8000-000000000001",
     created_at: "2026-11-27T12:00:00.123Z",
