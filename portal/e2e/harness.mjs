@@ -182,7 +182,7 @@ class Context {
     await page.goto(`${this.base}/organizations`);
     // Either the organizations (signed in) or the sign-in form, once the router has decided.
     const form = page.locator("input[name=email]");
-    const orgLink = page.getByRole("link", { name: user.organization });
+    const orgLink = page.getByRole("link", { name: user.organization, exact: true });
     await form.or(orgLink).first().waitFor();
     if (await form.isVisible()) {
       await page.fill("input[name=email]", user.email);
@@ -190,7 +190,7 @@ class Context {
       await page.click("button[type=submit]");
       await page.waitForURL(/\/organizations$/);
     }
-    await page.getByRole("link", { name: user.organization }).waitFor();
+    await orgLink.waitFor();
   }
 
   killChildren() {

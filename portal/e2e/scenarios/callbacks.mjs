@@ -38,23 +38,6 @@ async function runSim(ctx, messages) {
   ctx.check(code === 0, `nubes sim exited with ${code}: ${output}`);
 }
 
-/**
- * Signs in through the form when this scenario runs alone: `ctx.signIn()`
- * can read the URL before the portal's redirect to /sign-in (its pattern
- * matches `/organizations` first), so it is given a signed-in browser.
- */
-async function signInFirst(ctx) {
-  const { page, base, user } = ctx;
-  await page.goto(`${base}/sign-in`);
-  const email = page.locator("input[name=email]");
-  await email.waitFor();
-  if (await page.evaluate(() => sessionStorage.getItem("nubes.access_token") !== null)) return;
-  await email.fill(user.email);
-  await page.fill("input[name=password]", user.password);
-  await page.click("button[type=submit]");
-  await page.waitForURL(/\/organizations$/);
-}
-
 const BROKEN = '{"serial": device.serial_number, "seq": data.message.sequence +}';
 // Typed line by line: the editor does not indent by itself.
 const PAYLOAD = '{\n  "serial": device.serial_number,\n  "seq": data.message.sequence,\n  "t": data.thermometer.temperature\n}';
@@ -71,7 +54,6 @@ export default async function callbacks(ctx) {
     ctx.check(messages.length > 0 && messages[0].data?.message, "the sim's data messages are stored and decoded");
 
     ctx.begin("the group's callbacks: none yet");
-    await signInFirst(ctx);
     await ctx.signIn();
     await page.goto(`${base}/organizations/${org.id}/groups/${group.id}/callbacks`);
     const tab = page.getByRole("navigation", { name: "Group pages" }).getByRole("link", { name: "Callbacks" });

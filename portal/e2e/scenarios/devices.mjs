@@ -13,29 +13,9 @@ function heatMapCounts({ selector, least }) {
   return total !== null && total !== undefined && Number(total) >= least;
 }
 
-/**
- * Signs in when the browser is not: ctx.signIn() alone can read the URL
- * /organizations (or `/sign-in?next=/organizations`) before the router's
- * guard or the sign-in has moved it (a run of this scenario alone starts
- * signed out), so settle that first on what the page shows.
- */
-async function signedIn(ctx) {
-  const { page, base, user } = ctx;
-  await page.goto(`${base}/organizations`);
-  const form = page.locator("input[name=email]");
-  await form.or(page.getByRole("link", { name: user.organization })).first().waitFor();
-  if (await form.isVisible()) {
-    await form.fill(user.email);
-    await page.fill("input[name=password]", user.password);
-    await page.click("button[type=submit]");
-    await page.getByRole("link", { name: user.organization }).waitFor();
-  }
-  await ctx.signIn();
-}
-
 export default async function devices(ctx) {
   const { page, device } = ctx;
-  await signedIn(ctx);
+  await ctx.signIn();
 
   ctx.begin("open the default group's devices");
   await page.getByRole("link", { name: ctx.user.organization }).click();

@@ -11,11 +11,9 @@ async function until(ctx, what, check, ms = 30_000) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-import { signInSurely } from "./orgsSignIn.mjs";
-
 export default async function downlinks(ctx) {
   const { page } = ctx;
-  await signInSurely(ctx);
+  await ctx.signIn();
   const device = await ctx.ensureDevice();
 
   ctx.begin("open the device's Downlinks tab");

@@ -24,25 +24,10 @@ function liveStatus(page) {
   return page.locator(".live-tail [role=status]");
 }
 
-/**
- * Signs in through the form first when the browser has no session: run alone,
- * `ctx.signIn()` may look at the URL before the router moved to /sign-in.
- */
-async function signIn(ctx) {
-  const page = ctx.page;
-  await page.goto(`${ctx.base}/sign-in`);
-  await page.locator("input[name=email]").waitFor();
-  await page.fill("input[name=email]", ctx.user.email);
-  await page.fill("input[name=password]", ctx.user.password);
-  await page.click("button[type=submit]");
-  await page.waitForURL(/\/organizations$/);
-  await ctx.signIn();
-}
-
 export default async function messages(ctx) {
   const page = ctx.page;
   const device = await ctx.ensureDevice();
-  await signIn(ctx);
+  await ctx.signIn();
   const { org, group } = await ctx.organization();
 
   ctx.begin("messages: open the device's messages page");

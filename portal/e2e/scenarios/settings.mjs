@@ -3,8 +3,6 @@
 // removed; an API key shown once, working, revoked and refused; the audit
 // log listing all of it.
 
-import { signInSurely } from "./orgsSignIn.mjs";
-
 const second = { email: "second@example.com", password: "another long secret" };
 
 /** Waits until `check()` is true, polling; fails with `what` after `ms`. */
@@ -136,7 +134,7 @@ async function readAudit(ctx) {
 
 export default async function settings(ctx) {
   const { page } = ctx;
-  await signInSurely(ctx);
+  await ctx.signIn();
   await manageGroups(ctx);
 
   ctx.begin("open the organization settings from the groups page");
