@@ -104,6 +104,17 @@ export default async function devices(ctx) {
   ctx.check(flapBothWays, "the log shows [FLAP]-notation packets in and out");
   await ctx.screenshot("session-log");
 
+  ctx.begin("a log row's message link opens that message, expanded");
+  const messageLink = log.locator("tbody td a.mono").first();
+  const messageId = await messageLink.getAttribute("title");
+  await messageLink.click();
+  await page.waitForURL(/\/messages\?message=/);
+  const linked = page.getByRole("region", { name: "Linked message" });
+  await linked.getByText("Decoded body").or(linked.getByText("Raw bytes")).first().waitFor();
+  ctx.check(page.url().includes(messageId), `the linked message is ${messageId}`);
+  await page.goBack();
+  await log.locator("td.flags").first().waitFor();
+
   ctx.begin("filter the log by direction");
   await page.getByLabel("Direction").selectOption("out");
   await until(

@@ -90,6 +90,11 @@ export function listScopedMessages(
   return client.list<Message>("/v1/messages", query);
 }
 
+/** One message, e.g. the one a communication-log row links to. */
+export function getMessage(client: ApiClient, id: string): Promise<Message> {
+  return client.get<Message>(`/v1/messages/${encodeURIComponent(id)}`);
+}
+
 export function deleteMessage(client: ApiClient, id: string): Promise<void> {
   return client.delete(`/v1/messages/${encodeURIComponent(id)}`);
 }
