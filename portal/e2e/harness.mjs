@@ -80,6 +80,23 @@ async function waitForHealth(base, server, seconds = 30) {
 
 export class StepError extends Error {}
 
+/**
+ * Polls `read()` until `test` holds on its value (by default: the value is
+ * truthy) and returns that value; fails with `what` and the last value after
+ * `seconds`. For conditions the page cannot wait on by itself (an API's
+ * answer, a receiver's requests, a count that must reach a number).
+ */
+export async function until(what, read, { test = Boolean, seconds = 20, every = 100 } = {}) {
+  const deadline = Date.now() + seconds * 1000;
+  let value;
+  while (Date.now() < deadline) {
+    value = await read();
+    if (test(value)) return value;
+    await new Promise((resolve) => setTimeout(resolve, every));
+  }
+  throw new StepError(`timed out waiting for ${what} (last: ${JSON.stringify(value) ?? "nothing"})`);
+}
+
 /** Everything a scenario needs; one per run, shared by the scenarios in order. */
 class Context {
   constructor(page, base, env, tmp) {
@@ -173,6 +190,20 @@ class Context {
       claim_token: device.claimToken,
       psk: device.psk,
     });
+  }
+
+  /**
+   * Checks the current page at a phone's width (390 px): it must not be wider
+   * than the screen (wide tables scroll inside their frame). Saves the
+   * screenshot `shot` when given, then returns to laptop size.
+   */
+  async checkPhoneWidth(what, shot) {
+    const page = this.page;
+    await page.setViewportSize({ width: 390, height: 844 });
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    this.check(width <= 390, `${what}: the page is ${width} px wide at 390 px`);
+    if (shot) await this.screenshot(shot);
+    await page.setViewportSize({ width: 1280, height: 800 });
   }
 
   /** Makes sure the browser is signed in, at laptop size, on the organizations page. */

@@ -4,6 +4,7 @@
 // delivery log with its attempt.
 
 import http from "node:http";
+import { until } from "../harness.mjs";
 
 /** A tiny HTTP endpoint that records what it gets and answers 200 with JSON. */
 function startReceiver() {
@@ -20,16 +21,6 @@ function startReceiver() {
   return new Promise((resolve) => {
     server.listen(0, "127.0.0.1", () => resolve({ server, received, url: `http://127.0.0.1:${server.address().port}/hook` }));
   });
-}
-
-async function until(condition, what, seconds = 20) {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    const value = await condition();
-    if (value) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function runSim(ctx, messages) {
@@ -88,19 +79,20 @@ export default async function callbacks(ctx) {
     await page.locator(".tok-problem").waitFor({ state: "detached" });
     const transformed = page.getByTestId("preview-transformed");
     const expected = messages[0];
-    const preview = await until(async () => {
+    const preview = await until("the preview of the latest message", async () => {
       try {
         const shown = JSON.parse(await transformed.innerText());
         return shown.seq === expected.data.message.sequence ? shown : null;
       } catch {
         return null;
       }
-    }, "the preview of the latest message");
+    });
     ctx.check(preview.serial === ctx.device.serial, `the preview's serial: ${JSON.stringify(preview)}`);
     ctx.check(preview.t === expected.data.thermometer.temperature, `the preview's temperature: ${JSON.stringify(preview)}`);
     await page.getByText("Content-Type: application/json").waitFor();
     await page.locator("section.panel", { has: page.getByRole("heading", { name: "Payload" }) }).evaluate((el) => el.scrollIntoView());
     await ctx.screenshot("callback-editor");
+    await ctx.checkPhoneWidth("the callback editor");
 
     ctx.begin("save");
     await page.getByRole("button", { name: "Create callback" }).click();
@@ -119,7 +111,7 @@ export default async function callbacks(ctx) {
     ctx.begin("a new message is delivered, transformed");
     const before = receiver.received.length;
     await runSim(ctx, 1);
-    const delivered = await until(() => receiver.received.slice(before).find((r) => r.headers["x-nubes-delivery"]), "the delivery", 30);
+    const delivered = await until("the delivery", () => receiver.received.slice(before).find((r) => r.headers["x-nubes-delivery"]), { seconds: 30 });
     const sent = JSON.parse(delivered.body);
     ctx.check(sent.serial === ctx.device.serial && typeof sent.seq === "number" && "t" in sent, `delivered: ${delivered.body}`);
     ctx.check(Object.keys(sent).sort().join() === "seq,serial,t", `only the transformed fields: ${delivered.body}`);
@@ -127,10 +119,10 @@ export default async function callbacks(ctx) {
     ctx.begin("the delivery log shows it delivered with 200");
     const log = page.getByRole("region", { name: "Delivery log" });
     await log.scrollIntoViewIfNeeded();
-    await until(async () => {
+    await until("a succeeded delivery in the log", async () => {
       await log.getByRole("button", { name: "Refresh" }).click();
       return (await log.getByTestId("delivery").filter({ hasText: "succeeded" }).count()) > 0;
-    }, "a succeeded delivery in the log");
+    });
     const row = log.getByTestId("delivery").filter({ hasText: "succeeded" }).first();
     ctx.check((await row.innerText()).includes("200"), "the delivery's last status is 200");
     await row.getByRole("button", { name: "Attempts" }).click();

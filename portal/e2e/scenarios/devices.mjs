@@ -79,6 +79,7 @@ export default async function devices(ctx) {
   await page.getByRole("button", { name: "Reveal claim token and PSK" }).waitFor();
   await page.getByRole("heading", { name: "Messages per day, last year" }).scrollIntoViewIfNeeded();
   await ctx.screenshot("device");
+  await ctx.checkPhoneWidth("the device page");
 
   ctx.begin("the sessions, newest first");
   await page.getByRole("navigation", { name: "Device pages" }).getByRole("link", { name: "Sessions" }).click();
@@ -103,6 +104,7 @@ export default async function devices(ctx) {
   });
   ctx.check(flapBothWays, "the log shows [FLAP]-notation packets in and out");
   await ctx.screenshot("session-log");
+  await ctx.checkPhoneWidth("the session log");
 
   ctx.begin("a log row's message link opens that message, expanded");
   const messageLink = log.locator("tbody td a.mono").first();

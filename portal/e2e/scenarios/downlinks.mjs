@@ -1,15 +1,7 @@
 // Downlinks: queue a shell command and a config line, cancel a third, let
 // the simulated device poll, and see the shell answer appear without reload.
 
-/** Waits until `check()` is true, polling; fails with `what` after `ms`. */
-async function until(ctx, what, check, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await ctx.page.waitForTimeout(250);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { until } from "../harness.mjs";
 
 export default async function downlinks(ctx) {
   const { page } = ctx;
@@ -31,7 +23,7 @@ export default async function downlinks(ctx) {
   await page.getByRole("button", { name: "Queue downlink" }).click();
   const shellRow = page.locator("tbody tr", { hasText: "app config show" });
   await shellRow.locator("[data-state]").or(shellRow).first().waitFor();
-  await until(ctx, "the shell downlink pending", async () => (await shellRow.getAttribute("data-state")) === "pending");
+  await until("the shell downlink pending", async () => (await shellRow.getAttribute("data-state")) === "pending");
 
   ctx.begin("queue a config line, with the keyboard");
   await page.getByRole("radio", { name: "Config lines" }).check();
@@ -39,7 +31,7 @@ export default async function downlinks(ctx) {
   await lines.fill("app config interval-report 600");
   await lines.press("Control+Enter");
   const configRow = page.locator("tbody tr", { hasText: "app config interval-report 600" });
-  await until(ctx, "the config downlink pending", async () => (await configRow.getAttribute("data-state")) === "pending");
+  await until("the config downlink pending", async () => (await configRow.getAttribute("data-state")) === "pending");
 
   ctx.begin("a data downlink that is not JSON is refused before sending");
   await page.getByRole("radio", { name: "Data (encoder)" }).check();
@@ -53,7 +45,7 @@ export default async function downlinks(ctx) {
   await page.getByRole("button", { name: "Queue downlink" }).click();
   const thirdRow = page.locator("tbody tr", { hasText: "sys reboot" });
   await thirdRow.getByRole("button", { name: /Cancel shell downlink/ }).click();
-  await until(ctx, "the third downlink cancelled", async () => (await thirdRow.getAttribute("data-state")) === "cancelled");
+  await until("the third downlink cancelled", async () => (await thirdRow.getAttribute("data-state")) === "cancelled");
   ctx.check((await thirdRow.getByRole("button").count()) === 0, "a cancelled downlink offers no Cancel");
   ctx.check((await shellRow.getAttribute("data-state")) === "pending", "the shell downlink is still pending");
 
@@ -61,7 +53,7 @@ export default async function downlinks(ctx) {
   const sim = ctx.sim(["--serial", String(ctx.device.serial), "--claim-token", ctx.device.claimToken, "--messages", "1"]);
   const { code, output } = await sim.done;
   ctx.check(code === 0, `nubes sim exited with ${code}: ${output}`);
-  await until(ctx, "the shell downlink delivered", async () => (await shellRow.getAttribute("data-state")) === "delivered");
+  await until("the shell downlink delivered", async () => (await shellRow.getAttribute("data-state")) === "delivered", { seconds: 30 });
   await shellRow.locator(".reply").waitFor({ timeout: 30_000 });
   const answer = await shellRow.locator(".reply").innerText();
   ctx.check(answer.includes("$ app config show"), `the answer names the command: ${answer}`);
@@ -70,8 +62,5 @@ export default async function downlinks(ctx) {
   await ctx.screenshot("downlinks");
 
   ctx.begin("downlinks: readable on a phone, wide tables scroll inside their frame");
-  await page.setViewportSize({ width: 390, height: 760 });
-  const width = await page.evaluate(() => document.documentElement.scrollWidth);
-  ctx.check(width <= 390, `the page is ${width} px wide at 390 px`);
-  await page.setViewportSize({ width: 1280, height: 800 });
+  await ctx.checkPhoneWidth("downlinks");
 }

@@ -3,18 +3,7 @@
 // nothing, the NDJSON export, deleting one message.
 
 import fs from "node:fs";
-
-/** Polls `read` until `test` holds on its value; fails with `what` after `ms`. */
-async function until(ctx, what, read, test, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  let value;
-  while (Date.now() < deadline) {
-    value = await read();
-    if (test(value)) return value;
-    await ctx.page.waitForTimeout(100);
-  }
-  throw new Error(`${what} (last seen: ${JSON.stringify(value)})`);
-}
+import { until } from "../harness.mjs";
 
 function rows(page) {
   return page.locator("table.messages tbody.message");
@@ -35,7 +24,7 @@ export default async function messages(ctx) {
   await page.getByRole("navigation", { name: "Device pages" }).getByRole("link", { name: "Messages" }).click();
   await page.waitForURL(/\/messages$/);
   await page.getByRole("heading", { name: /^Messages/ }).waitFor();
-  await until(ctx, "the live tail did not connect", () => liveStatus(page).textContent(), (t) => t === "Live");
+  await until("the live tail to connect", () => liveStatus(page).textContent(), { test: (t) => t === "Live" });
   const before = await rows(page).count();
 
   ctx.begin("messages: rows appear live while the simulator sends");
@@ -45,14 +34,15 @@ export default async function messages(ctx) {
     "--messages", "6",
     "--rate", "1",
   ]);
-  await until(ctx, "no live row appeared", () => rows(page).count(), (n) => n > before);
+  await until("a live row", () => rows(page).count(), { test: (n) => n > before });
   ctx.check(page.url().endsWith("/messages"), "the page reloaded or moved");
 
   ctx.begin("messages: pause holds the table and counts new messages");
   await page.getByRole("button", { name: "Pause" }).click();
   const held = await rows(page).count();
-  const pausedText = await until(ctx, "no new message was counted while paused", () => liveStatus(page).textContent(),
-    (t) => /^Paused: [1-9]\d* new$/.test(t ?? ""));
+  const pausedText = await until("a new message counted while paused", () => liveStatus(page).textContent(), {
+    test: (t) => /^Paused: [1-9]\d* new$/.test(t ?? ""),
+  });
   ctx.check((await rows(page).count()) === held, "rows changed while paused");
   const waiting = Number(/(\d+)/.exec(pausedText)[1]);
 
@@ -60,10 +50,11 @@ export default async function messages(ctx) {
   const { code, output } = await sim.done;
   ctx.check(code === 0, `the simulator failed: ${output}`);
   await page.getByRole("button", { name: /^Resume/ }).click();
-  await until(ctx, "resume did not add the held rows", () => rows(page).count(), (n) => n >= held + waiting);
+  await until("the held rows after resume", () => rows(page).count(), { test: (n) => n >= held + waiting });
   const stored = await ctx.api("GET", `/v1/messages?device_id=${device.id}&limit=100`);
-  const shown = await until(ctx, `the table does not show all ${stored.length} stored messages`,
-    () => rows(page).count(), (n) => n === stored.length);
+  const shown = await until(`the table to show all ${stored.length} stored messages`, () => rows(page).count(), {
+    test: (n) => n === stored.length,
+  });
   ctx.check(stored.some((m) => m.type === "data"), "the simulator stored no data message");
   await ctx.screenshot("messages");
 
@@ -72,7 +63,7 @@ export default async function messages(ctx) {
   const toggle = dataRow.locator("button.row-toggle");
   await toggle.focus();
   await page.keyboard.press("Enter");
-  await until(ctx, "the row did not expand", () => toggle.getAttribute("aria-expanded"), (v) => v === "true");
+  await until("the row to expand", () => toggle.getAttribute("aria-expanded"), { test: (v) => v === "true" });
   const details = dataRow.locator(".message-details");
   const branch = details.locator(".json-node button.json-toggle").nth(1);
   await branch.waitFor();
@@ -100,7 +91,7 @@ export default async function messages(ctx) {
   ctx.check((await page.locator("input[name=since]").inputValue()).startsWith(local.slice(0, 16)),
     "the since filter did not survive a reload");
   await page.getByRole("button", { name: "Clear filter" }).click();
-  await until(ctx, "clearing the filter did not bring the rows back", () => rows(page).count(), (n) => n === shown);
+  await until("the rows back after clearing the filter", () => rows(page).count(), { test: (n) => n === shown });
 
   ctx.begin("messages: the NDJSON export holds the messages shown");
   const [download] = await Promise.all([
@@ -130,10 +121,6 @@ export default async function messages(ctx) {
   ctx.check(!left.some((m) => m.id === victimId), "the API still has the deleted message");
 
   ctx.begin("messages: a phone's width scrolls the table, not the page");
-  await page.setViewportSize({ width: 390, height: 844 });
   await rows(page).first().waitFor();
-  const pageWidth = await page.evaluate(() => document.documentElement.scrollWidth);
-  ctx.check(pageWidth <= 390, `the page is ${pageWidth} px wide at 390 px`);
-  if (process.env.MESSAGES_PHONE_SHOT) await page.screenshot({ path: process.env.MESSAGES_PHONE_SHOT });
-  await page.setViewportSize({ width: 1280, height: 800 });
+  await ctx.checkPhoneWidth("messages", "messages-phone");
 }

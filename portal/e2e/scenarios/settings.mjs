@@ -3,17 +3,9 @@
 // removed; an API key shown once, working, revoked and refused; the audit
 // log listing all of it.
 
-const second = { email: "second@example.com", password: "another long secret" };
+import { until } from "../harness.mjs";
 
-/** Waits until `check()` is true, polling; fails with `what` after `ms`. */
-async function until(ctx, what, check, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await ctx.page.waitForTimeout(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const second = { email: "second@example.com", password: "another long secret" };
 
 async function manageGroups(ctx) {
   const { page } = ctx;
@@ -104,7 +96,7 @@ async function manageKeys(ctx) {
   await row.getByRole("button", { name: "Revoke key e2e-script" }).click();
   await page.getByRole("dialog", { name: "Revoke key e2e-script?" }).getByRole("button", { name: "Revoke" }).click();
   await row.getByText("revoked").waitFor();
-  await until(ctx, "the revoked key refused", async () => (await me()).status === 401);
+  await until("the revoked key refused", async () => (await me()).status === 401);
 }
 
 async function readAudit(ctx) {
@@ -112,7 +104,7 @@ async function readAudit(ctx) {
   ctx.begin("the audit log lists the actions, newest first");
   const log = page.locator("section", { has: page.getByRole("heading", { name: "Audit log" }) });
   const wanted = ["api_key.revoke", "api_key.create", "member.remove", "member.update", "member.add", "group.delete", "group.update", "group.create"];
-  await until(ctx, "every action in the audit log", async () => {
+  await until("every action in the audit log", async () => {
     const text = await log.locator("tbody").innerText().catch(() => "");
     return wanted.every((action) => text.includes(action));
   });
@@ -126,7 +118,7 @@ async function readAudit(ctx) {
   ctx.begin("the audit log filtered by a family");
   await log.getByRole("textbox", { name: "Action or family" }).fill("member");
   await log.getByRole("button", { name: "Filter" }).click();
-  await until(ctx, "only member entries", async () => {
+  await until("only member entries", async () => {
     const shown = await log.locator("tbody td.mono").allInnerTexts();
     return shown.length >= 3 && shown.every((action) => action.startsWith("member."));
   });
@@ -147,8 +139,5 @@ export default async function settings(ctx) {
   await readAudit(ctx);
 
   ctx.begin("settings: readable on a phone, wide tables scroll inside their frame");
-  await page.setViewportSize({ width: 390, height: 760 });
-  const width = await page.evaluate(() => document.documentElement.scrollWidth);
-  ctx.check(width <= 390, `the page is ${width} px wide at 390 px`);
-  await page.setViewportSize({ width: 1280, height: 800 });
+  await ctx.checkPhoneWidth("settings");
 }
