@@ -29,6 +29,7 @@ from nubes.gateway.endpoint import open_mac_endpoint
 from nubes.gateway.publisher import Publisher
 from nubes.gateway.service import Gateway
 from nubes.gateway.sessions import SessionIds
+from nubes.ops import Check, OpsServer
 from nubes.pipeline.broker import UPLINK, Broker, MemoryBroker
 from nubes.pipeline.cache import Cache, MemoryCache, RedisCache
 from nubes.pipeline.live import Live, MemoryLive, RedisLive
@@ -102,6 +103,8 @@ class Runtime:
     ports: dict[str, int] = field(default_factory=dict)
     # The TCP port of the HTTP API, once it listens.
     http_port: int | None = None
+    # The operations port (/health, /ready), when NUBES_OPS_PORT asks for one.
+    ops: OpsServer | None = None
     _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -137,6 +140,19 @@ class Runtime:
         if api:
             await self._start_api()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.settings.ops_port:
+            name = process_name(gateway, worker, api, dispatcher)
+            await self._start_ops(name, uses_broker=gateway or worker or dispatcher)
+
+    async def _start_ops(self, process: str, *, uses_broker: bool) -> None:
+        checks: dict[str, Check] = {"database": self.adapters.database.ping}
+        if uses_broker:
+            checks["broker"] = self.adapters.broker.ping
+        checks["cache"] = self.adapters.cache.ping
+        self.ops = OpsServer(process, checks)
+        await self.ops.start(self.settings.bind, self.settings.ops_port)
+        self._stops.append(self.ops.close)
+        log.info("ops: /health and /ready on %s:%d/tcp", self.settings.bind, self.ops.port)
 
     async def _start_api(self) -> None:
         from nubes.api.app import create_app
@@ -144,7 +160,7 @@ class Runtime:
         from nubes.services.auth import BOOTSTRAP_EMAIL, bootstrap_admin
 
         settings, adapters = self.settings, self.adapters
-        password = await bootstrap_admin(adapters.database.engine)
+        password = None if settings.production else await bootstrap_admin(adapters.database.engine)
         if password is not None:
             # Printed once, on the first start of an empty database only.
             log.warning(
@@ -300,6 +316,21 @@ class Runtime:
             except Exception:
                 log.exception("error while stopping")
         self._stops.clear()
+
+
+def process_name(gateway: bool, worker: bool, api: bool, dispatcher: bool) -> str:
+    """`serve` when all parts run in one process, else the parts joined by `+`."""
+    parts = [
+        name
+        for name, on in (
+            ("gateway", gateway),
+            ("worker", worker),
+            ("api", api),
+            ("dispatcher", dispatcher),
+        )
+        if on
+    ]
+    return "serve" if len(parts) == 4 else "+".join(parts)
 
 
 class _QuietServer(uvicorn.Server):

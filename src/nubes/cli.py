@@ -32,15 +32,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvloop
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from nubes import __version__
-from nubes.config import Settings
+from nubes.config import Settings, configuration_problems
 from nubes.errors import NubesError
+from nubes.logs import configure_logging
 from nubes.services import devices, downlinks, queries
 from nubes.store.database import Database
 
 log = logging.getLogger("nubes")
+
+HEALTHCHECK_TIMEOUT = 4.0
 
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
@@ -53,16 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = Settings()
-    except ValueError as err:
-        print(f"nubes: invalid configuration: {err}", file=sys.stderr)
+    except ValidationError as err:
+        print(f"nubes: invalid configuration: {configuration_problems(err)}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Alembic reports every check at INFO; only `nubes migrate` says what it did.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(settings)
     try:
         code: int = uvloop.run(args.command(args, settings))
         return code
@@ -142,6 +140,32 @@ async def _run(
     finally:
         await runtime.stop()
     return 0
+
+
+async def cmd_healthcheck(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the local process answers its probe (container health checks)."""
+    import urllib.error
+    import urllib.request
+
+    if settings.ops_port:
+        url = f"http://127.0.0.1:{settings.ops_port}/{'ready' if args.ready else 'health'}"
+    else:  # no ops port: only the API's liveness can be asked
+        url = f"http://127.0.0.1:{settings.http_port}/health"
+
+    def probe() -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(url, timeout=HEALTHCHECK_TIMEOUT) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    try:
+        status, body = await asyncio.to_thread(probe)
+    except OSError as err:
+        print(f"nubes: {url}: {err}", file=sys.stderr)
+        return 1
+    print(body.decode(errors="replace"))
+    return 0 if status == 200 else 1
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -397,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the callback dispatcher alone (needs RabbitMQ; run as many as needed)",
     )
     _simple(sub, "migrate", cmd_migrate, "apply database migrations")
+    probe = _simple(sub, "healthcheck", cmd_healthcheck, "probe this host's Nubes process")
+    probe.add_argument(
+        "--ready", action="store_true", help="readiness (/ready on NUBES_OPS_PORT), not liveness"
+    )
     _device_parser(sub)
     _downlink_parser(sub)
     _reading_parsers(sub)
