@@ -60,7 +60,9 @@ class HandshakeLog:
         for row in rows:
             self._publisher.add(row)
         if outcome == "dtls_failed":
-            log.info("device %s: DTLS handshake failed: %s", serial, detail)
+            log.info(
+                "device %s: DTLS handshake failed: %s", serial, detail, extra={"serial": serial}
+            )
 
     def opened_session(self, serial: int, session_id: int) -> list[records.Record]:
         """The held rows of the device's handshake, now in the session it opened."""
