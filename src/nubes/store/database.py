@@ -124,6 +124,25 @@ class Database:
             async with self._engine.connect() as connection:
                 return await connection.run_sync(_current_revision)
 
+    async def ping(self) -> None:
+        """Raises StoreError unless the database answers and its schema is not behind.
+
+        A schema newer than this code is fine: migrations only add, so an
+        older process keeps working while a newer one takes over.
+        """
+        revision = await self.current_revision()
+        head = head_revision()
+        if revision == head:
+            return
+        if revision is None:
+            raise StoreError("the database has no schema: run `nubes migrate`")
+        try:
+            known = ScriptDirectory(str(MIGRATIONS)).get_revision(revision)
+        except CommandError:
+            return  # newer than this code: written by a newer `nubes migrate`
+        if known is not None:
+            raise StoreError(f"the schema is at {revision}, behind {head}: run `nubes migrate`")
+
     @asynccontextmanager
     async def migration_connection(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction that commits if the block succeeds.
