@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     dtls_port: int = Field(default=5005, ge=0, le=65535)
     http_port: int = Field(default=8080, ge=0, le=65535)
 
+    # `nubes backup` writes archives here unless given --output.
+    backup_dir: str = "./var/backups"
+    # Where pg_dump and pg_restore are; empty: found on PATH.
+    pg_bin_dir: str = ""
+
     log_level: str = "INFO"
     # Names of the broker's exchanges and queues start with this, so that
     # several installations (or test runs) can share one RabbitMQ.
