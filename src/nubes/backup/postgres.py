@@ -222,7 +222,7 @@ async def _empty_public(connection: AsyncConnection) -> None:
     """Drop what `public` holds, keeping the schema (its owner may be another role)."""
     kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
     query = sa.text(
-        "SELECT c.relname, c.relkind FROM pg_class c "
+        "SELECT c.relname, c.relkind::text FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
     )
