@@ -70,7 +70,7 @@ def write_archive(path: Path, manifest: Manifest, dump: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     try:
-        with partial.open("wb") as raw:
+        with open(partial, "wb", opener=_owner_only) as raw:
             with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 data = manifest.to_json()
                 _add(tar, MANIFEST_NAME, io.BytesIO(data), len(data))
@@ -85,6 +85,11 @@ def write_archive(path: Path, manifest: Manifest, dump: Path) -> None:
         fsync_folder(path.parent)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _owner_only(path: str, flags: int) -> int:
+    """Archives hold claim tokens, PSKs and callback secrets: readable by their owner only."""
+    return os.open(path, flags, 0o600)
 
 
 def _add(tar: tarfile.TarFile, name: str, file: IO[bytes], size: int) -> None:

@@ -219,6 +219,8 @@ def _restore_sqlite(url: URL, archive: Archive, *, force: bool) -> None:
     descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=".nubes-restore-")
     new = Path(name)
     try:
+        if target.exists():  # mkstemp made it 0600; keep what the operator chose
+            new.chmod(target.stat().st_mode & 0o777)
         with os.fdopen(descriptor, "wb") as file:
             archive.copy_dump(file)
         sqlite.check_copy(new, archive.manifest.alembic_revision)

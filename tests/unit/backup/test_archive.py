@@ -50,6 +50,7 @@ def test_written_then_read_back(tmp_path: Path) -> None:
         archive.copy_dump(copy)
     assert copy.getvalue() == DUMP
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, "work.dump"]
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_an_existing_archive_is_not_overwritten(tmp_path: Path) -> None:
