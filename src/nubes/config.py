@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     dtls_port: int = Field(default=5005, ge=0, le=65535)
     http_port: int = Field(default=8080, ge=0, le=65535)
 
+    # `nubes backup` writes archives here unless given --output.
+    backup_dir: str = "./var/backups"
+    # Where pg_dump and pg_restore are; empty: found on PATH.
+    pg_bin_dir: str = ""
+
     log_level: str = "INFO"
     # `text` for people at a terminal; `json` (one object per line, with
     # device serial, session and message ids as fields) for log collectors.

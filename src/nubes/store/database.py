@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from nubes.errors import StoreError
 
-__all__ = ["Database", "alembic_config", "head_revision", "migrate_sync"]
+__all__ = ["Database", "alembic_config", "head_revision", "known_revisions", "migrate_sync"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -172,6 +172,12 @@ def alembic_config(url: str) -> Config:
 def head_revision() -> str | None:
     """The newest revision among the packaged migration scripts."""
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def known_revisions() -> set[str]:
+    """Every revision among the packaged migration scripts (a database at
+    another one was migrated by a newer Nubes)."""
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
 
 
 def migrate_sync(url: str) -> None:
