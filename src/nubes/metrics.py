@@ -23,7 +23,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     GCCollector,
     PlatformCollector,
     ProcessCollector,
@@ -45,7 +44,9 @@ __all__ = [
     "registry",
 ]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST  # text/plain; version=0.0.4; charset=utf-8
+# The classic text format, which every Prometheus reads; `generate_latest`
+# writes it as long as names are plain ASCII (ours are).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Labels = tuple[str, ...]
 
