@@ -7,6 +7,7 @@ exports (each counter key and stat set once), for checks of names.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 from nubes import metrics
 from nubes.api import metrics as api_metrics
 from nubes.callbacks import metrics as dispatcher_metrics
+from nubes.callbacks.delivery import Outcome
 from nubes.dtls.server import DtlsCounters
 from nubes.gateway import metrics as gateway_metrics
 from nubes.pipeline import metrics as worker_metrics
@@ -93,6 +95,9 @@ def every_family() -> CollectorRegistry:
     row: dict[str, Any] = {"type": "data", "direction": "up", "created_at": datetime.now(UTC)}
     worker.committed([row], datetime.now(UTC))
     dispatcher = FakeDispatcher()
+    ids = uuid.uuid4(), uuid.uuid4()
+    sent = Outcome(*ids, datetime.now(UTC), "succeeded", 1, "success", True, duration_ms=5.0)
+    dispatcher.stats.written([sent])
     http = api_metrics.HttpStats()
     http.requests["GET", "/v1/devices/{device_id}", "2xx"] += 1
     http.latency.observe(("GET", "/v1/devices/{device_id}"), 0.01)
