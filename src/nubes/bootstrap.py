@@ -12,17 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import uvicorn
+from prometheus_client.core import Metric
+from prometheus_client.registry import CollectorRegistry
 
 from nubes import __version__
+from nubes import metrics as prom
+from nubes.callbacks import metrics as dispatcher_metrics
 from nubes.callbacks.dispatcher import Dispatcher
 from nubes.callbacks.sender import Sender
 from nubes.config import Settings
 from nubes.dtls import DtlsServer
 from nubes.errors import ConfigError
+from nubes.gateway import metrics as gateway_metrics
 from nubes.gateway.directory import Directory
 from nubes.gateway.dtls_endpoint import DtlsEndpoint, open_dtls_endpoint
 from nubes.gateway.endpoint import open_mac_endpoint
@@ -30,12 +36,16 @@ from nubes.gateway.publisher import Publisher
 from nubes.gateway.service import Gateway
 from nubes.gateway.sessions import SessionIds
 from nubes.ops import Check, OpsServer
+from nubes.pipeline import metrics as worker_metrics
 from nubes.pipeline.broker import UPLINK, Broker, MemoryBroker
 from nubes.pipeline.cache import Cache, MemoryCache, RedisCache
 from nubes.pipeline.live import Live, MemoryLive, RedisLive
 from nubes.pipeline.rabbitmq import RabbitBroker
 from nubes.pipeline.worker import STORE_QUEUE, Worker
 from nubes.store.database import Database
+
+if TYPE_CHECKING:  # the API's modules load only in processes that serve it
+    from nubes.api.metrics import HttpStats
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +113,10 @@ class Runtime:
     ports: dict[str, int] = field(default_factory=dict)
     # The TCP port of the HTTP API, once it listens.
     http_port: int | None = None
-    # The operations port (/health, /ready), when NUBES_OPS_PORT asks for one.
+    # The operations port (/health, /ready, /metrics), when NUBES_OPS_PORT asks for one.
     ops: OpsServer | None = None
+    # What the API's middleware counts, once the API runs.
+    http_stats: HttpStats | None = None
     _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -149,14 +161,39 @@ class Runtime:
         if uses_broker:
             checks["broker"] = self.adapters.broker.ping
         checks["cache"] = self.adapters.cache.ping
-        self.ops = OpsServer(process, checks)
+        registry = self.metrics_registry(process)
+        self.ops = OpsServer(process, checks, lambda: prom.exposition(registry))
         await self.ops.start(self.settings.bind, self.settings.ops_port)
         self._stops.append(self.ops.close)
-        log.info("ops: /health and /ready on %s:%d/tcp", self.settings.bind, self.ops.port)
+        log.info(
+            "ops: /health, /ready and /metrics on %s:%d/tcp", self.settings.bind, self.ops.port
+        )
+
+    def metrics_registry(self, process: str) -> CollectorRegistry:
+        """A registry of this runtime's own: the parts it started, read at each scrape."""
+        registry = prom.registry(process)
+        gateway, dtls, worker = self.gateway, self.dtls, self.worker
+        dispatcher, http_stats = self.dispatcher, self.http_stats
+        sources: list[Callable[[], Iterable[Metric]]] = []
+        if gateway is not None:
+            server = None if dtls is None else dtls.server
+            sources.append(lambda: gateway_metrics.families(gateway, server))
+        if worker is not None:
+            sources.append(lambda: worker_metrics.families(worker.stats))
+        if dispatcher is not None:
+            sources.append(lambda: dispatcher_metrics.families(dispatcher))
+        if http_stats is not None:
+            from nubes.api import metrics as api_metrics
+
+            sources.append(lambda: api_metrics.families(http_stats))
+        for source in sources:
+            registry.register(prom.Families(source))
+        return registry
 
     async def _start_api(self) -> None:
         from nubes.api.app import create_app
         from nubes.api.context import ApiContext
+        from nubes.api.metrics import HttpStats
         from nubes.services.auth import BOOTSTRAP_EMAIL, bootstrap_admin
 
         settings, adapters = self.settings, self.adapters
@@ -170,8 +207,9 @@ class Runtime:
                 password,
             )
         ctx = ApiContext(settings, adapters.database.engine, adapters.cache, adapters.live)
+        self.http_stats = HttpStats()
         config = uvicorn.Config(
-            create_app(ctx),
+            create_app(ctx, self.http_stats),
             host=settings.bind,
             port=settings.http_port,
             loop="none",

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import scratch_pg_database
 from e2e.conftest import free_tcp_port
+from metrics_kit import total, value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -176,6 +177,44 @@ def test_api_processes_stream_what_separate_workers_store(
     assert listed.headers["x-total"] == "1"
 
 
+def _scrape(instance: Any) -> str:
+    answer = httpx.get(f"http://127.0.0.1:{instance.env['NUBES_OPS_PORT']}/metrics", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return answer.text
+
+
+def _check_metrics(processes: dict[str, Any]) -> None:
+    """Every process's /metrics, after 2 devices sent 3 data messages each."""
+    scraped = {name: _scrape(instance) for name, instance in processes.items()}
+    for name, text in scraped.items():
+        process = name.split("-")[0]
+        assert total(text, "nubes_build_info", process=process) == 1, name
+        assert total(text, "process_resident_memory_bytes") > 0, name
+    gateway = scraped["gateway"]
+    assert total(gateway, "nubes_gateway_packets_total", direction="in", outcome="accepted") >= 8
+    assert value(gateway, "nubes_gateway_messages_total", type="data") == 6
+    assert value(gateway, "nubes_gateway_sessions_started_total") == 2
+    assert value(gateway, "nubes_gateway_devices_in_memory") == 2
+    assert total(gateway, "nubes_gateway_datagrams_received_total") >= 8
+    workers = [scraped["worker"], scraped["worker-2"]]
+    stored = "nubes_worker_messages_stored_total"
+    assert sum(total(text, stored, type="data", direction="up") for text in workers) == 6
+    assert sum(total(text, "nubes_worker_pipeline_lag_seconds_count") for text in workers) >= 6
+    dispatcher = scraped["dispatcher"]
+    assert total(dispatcher, "nubes_dispatcher_attempts_total", outcome="success") == 6
+    assert total(dispatcher, "nubes_dispatcher_attempt_duration_seconds_count") == 6
+    assert value(dispatcher, "nubes_dispatcher_callbacks_paused") == 0
+    api = scraped["api"]
+    requests = "nubes_api_requests_total"
+    assert value(api, requests, method="GET", route="/v1/groups", status="2xx") == 1
+    route = "/v1/groups/{group_id}/callbacks"
+    assert value(api, requests, method="POST", route=route, status="2xx") == 1
+    assert total(api, "nubes_api_request_duration_seconds_count") >= 3
+    assert "nubes_gateway" not in api
+    assert "nubes_api" not in gateway
+
+
 class _Receiver(http.server.BaseHTTPRequestHandler):
     """A customer's webhook endpoint: records each JSON body it is sent."""
 
@@ -258,6 +297,7 @@ def test_every_process_type_as_its_own_process(
         assert status == 200, (name, body)
         assert body["process"] == name.split("-")[0]
         assert body["checks"]["database"] == "ok"
+    _check_metrics(processes)
     logs = [line for line in api.logs().splitlines() if line.strip()]
     entries = [json.loads(line) for line in logs]  # every line is one JSON object
     assert any("running" in entry["message"] for entry in entries)

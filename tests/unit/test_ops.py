@@ -1,4 +1,4 @@
-"""The operations port over real TCP: probes, failing checks, bad requests."""
+"""The operations port over real TCP: probes, metrics, failing checks, bad requests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from metrics_kit import samples, value
+from nubes import __version__
 from nubes.errors import BrokerError
+from nubes.metrics import exposition, registry
 from nubes.ops import OpsServer
 
 
@@ -25,15 +28,21 @@ async def _hangs() -> None:
     await asyncio.sleep(60)
 
 
-async def _request(port: int, raw: bytes) -> tuple[int, dict[str, Any]]:
+async def _exchange(port: int, raw: bytes) -> tuple[int, bytes, bytes]:
+    """(status, head, body) of one request."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     head, _, body = answer.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
     assert b"Content-Length: %d" % len(body) in head
+    return int(head.split(b" ", 2)[1]), head, body
+
+
+async def _request(port: int, raw: bytes) -> tuple[int, dict[str, Any]]:
+    status, head, body = await _exchange(port, raw)
+    assert b"Content-Type: application/json" in head
     return status, json.loads(body)
 
 
@@ -94,11 +103,43 @@ async def test_a_hanging_dependency_is_reported_not_waited_for(
     assert body["checks"]["cache"].startswith("no answer within 0.2 s")
 
 
+async def test_metrics_in_the_prometheus_text_format() -> None:
+    own = registry("worker")
+    server = OpsServer("worker", {"database": _ok}, lambda: exposition(own))
+    await server.start("127.0.0.1", 0)
+    try:
+        assert server.port is not None
+        status, head, body = await _exchange(server.port, _get("/metrics"))
+    finally:
+        await server.close()
+    assert status == 200
+    assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8" in head
+    assert value(body, "nubes_build_info", version=__version__, process="worker") == 1
+    assert ("process_cpu_seconds_total", frozenset()) in samples(body)
+
+
+async def test_metrics_without_a_registry_still_tell_the_build(
+    serving: Callable[..., Any],
+) -> None:
+    port = await serving(database=_ok)
+    status, _, body = await _exchange(port, _get("/metrics?x=1"))
+    assert status == 200
+    assert value(body, "nubes_build_info", version=__version__, process="worker") == 1
+
+
+async def test_an_unknown_path_lists_the_paths(serving: Callable[..., Any]) -> None:
+    port = await serving(database=_ok)
+    status, body = await _request(port, _get("/nowhere"))
+    assert status == 404
+    assert body["paths"] == ["/health", "/ready", "/metrics"]
+
+
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
         (_get("/metrics/../secrets"), 404),
         (b"POST /ready HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
+        (b"DELETE /metrics HTTP/1.1\r\n\r\n", 405),
         (b"\x00\xff garbage\r\n\r\n", 404),
         (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n", 400),
     ],

@@ -450,6 +450,7 @@ class Gateway:
         ]
         for serial in idle:
             del self._links[serial]
+        self.counters["links expired"] += len(idle)
         return len(idle)
 
     def _send(
