@@ -42,6 +42,11 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# Debian's docker-compose validates compose.yaml offline (no Docker engine).
+COMPOSE := /usr/bin/docker-compose
+$(COMPOSE):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose
+
 portal-e2e: $(STAMP) $(PORTAL_BUILT) $(CHROMIUM)
 	cd portal && node e2e/run.mjs
 
@@ -57,7 +62,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: $(TEST_STAMP) lint portal-test
+test: $(TEST_STAMP) $(COMPOSE) lint portal-test
 	# pytest exits 5 when it collects no test: that is not a failure of the code.
 	$(BIN)/pytest -q || { rc=$$?; if [ $$rc -eq 5 ]; then echo 'pytest: no tests collected'; exit 0; fi; exit $$rc; }
 	$(MAKE) portal-e2e

@@ -12,29 +12,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import uvicorn
+from prometheus_client.core import Metric
+from prometheus_client.registry import CollectorRegistry
 
 from nubes import __version__
+from nubes import metrics as prom
+from nubes.callbacks import metrics as dispatcher_metrics
 from nubes.callbacks.dispatcher import Dispatcher
 from nubes.callbacks.sender import Sender
 from nubes.config import Settings
 from nubes.dtls import DtlsServer
 from nubes.errors import ConfigError
+from nubes.gateway import metrics as gateway_metrics
 from nubes.gateway.directory import Directory
 from nubes.gateway.dtls_endpoint import DtlsEndpoint, open_dtls_endpoint
 from nubes.gateway.endpoint import open_mac_endpoint
 from nubes.gateway.publisher import Publisher
 from nubes.gateway.service import Gateway
 from nubes.gateway.sessions import SessionIds
+from nubes.ops import Check, OpsServer
+from nubes.pipeline import metrics as worker_metrics
 from nubes.pipeline.broker import UPLINK, Broker, MemoryBroker
 from nubes.pipeline.cache import Cache, MemoryCache, RedisCache
 from nubes.pipeline.live import Live, MemoryLive, RedisLive
 from nubes.pipeline.rabbitmq import RabbitBroker
 from nubes.pipeline.worker import STORE_QUEUE, Worker
 from nubes.store.database import Database
+
+if TYPE_CHECKING:  # the API's modules load only in processes that serve it
+    from nubes.api.metrics import HttpStats
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +113,10 @@ class Runtime:
     ports: dict[str, int] = field(default_factory=dict)
     # The TCP port of the HTTP API, once it listens.
     http_port: int | None = None
+    # The operations port (/health, /ready, /metrics), when NUBES_OPS_PORT asks for one.
+    ops: OpsServer | None = None
+    # What the API's middleware counts, once the API runs.
+    http_stats: HttpStats | None = None
     _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -137,14 +152,52 @@ class Runtime:
         if api:
             await self._start_api()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.settings.ops_port:
+            name = process_name(gateway, worker, api, dispatcher)
+            await self._start_ops(name, uses_broker=gateway or worker or dispatcher)
+
+    async def _start_ops(self, process: str, *, uses_broker: bool) -> None:
+        checks: dict[str, Check] = {"database": self.adapters.database.ping}
+        if uses_broker:
+            checks["broker"] = self.adapters.broker.ping
+        checks["cache"] = self.adapters.cache.ping
+        registry = self.metrics_registry(process)
+        self.ops = OpsServer(process, checks, lambda: prom.exposition(registry))
+        await self.ops.start(self.settings.bind, self.settings.ops_port)
+        self._stops.append(self.ops.close)
+        log.info(
+            "ops: /health, /ready and /metrics on %s:%d/tcp", self.settings.bind, self.ops.port
+        )
+
+    def metrics_registry(self, process: str) -> CollectorRegistry:
+        """A registry of this runtime's own: the parts it started, read at each scrape."""
+        registry = prom.registry(process)
+        gateway, dtls, worker = self.gateway, self.dtls, self.worker
+        dispatcher, http_stats = self.dispatcher, self.http_stats
+        sources: list[Callable[[], Iterable[Metric]]] = []
+        if gateway is not None:
+            server = None if dtls is None else dtls.server
+            sources.append(lambda: gateway_metrics.families(gateway, server))
+        if worker is not None:
+            sources.append(lambda: worker_metrics.families(worker.stats))
+        if dispatcher is not None:
+            sources.append(lambda: dispatcher_metrics.families(dispatcher))
+        if http_stats is not None:
+            from nubes.api import metrics as api_metrics
+
+            sources.append(lambda: api_metrics.families(http_stats))
+        for source in sources:
+            registry.register(prom.Families(source))
+        return registry
 
     async def _start_api(self) -> None:
         from nubes.api.app import create_app
         from nubes.api.context import ApiContext
+        from nubes.api.metrics import HttpStats
         from nubes.services.auth import BOOTSTRAP_EMAIL, bootstrap_admin
 
         settings, adapters = self.settings, self.adapters
-        password = await bootstrap_admin(adapters.database.engine)
+        password = None if settings.production else await bootstrap_admin(adapters.database.engine)
         if password is not None:
             # Printed once, on the first start of an empty database only.
             log.warning(
@@ -154,8 +207,9 @@ class Runtime:
                 password,
             )
         ctx = ApiContext(settings, adapters.database.engine, adapters.cache, adapters.live)
+        self.http_stats = HttpStats()
         config = uvicorn.Config(
-            create_app(ctx),
+            create_app(ctx, self.http_stats),
             host=settings.bind,
             port=settings.http_port,
             loop="none",
@@ -300,6 +354,21 @@ class Runtime:
             except Exception:
                 log.exception("error while stopping")
         self._stops.clear()
+
+
+def process_name(gateway: bool, worker: bool, api: bool, dispatcher: bool) -> str:
+    """`serve` when all parts run in one process, else the parts joined by `+`."""
+    parts = [
+        name
+        for name, on in (
+            ("gateway", gateway),
+            ("worker", worker),
+            ("api", api),
+            ("dispatcher", dispatcher),
+        )
+        if on
+    ]
+    return "serve" if len(parts) == 4 else "+".join(parts)
 
 
 class _QuietServer(uvicorn.Server):

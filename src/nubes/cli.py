@@ -4,6 +4,7 @@
     nubes gateway | worker | api      one part, for production (RabbitMQ between them)
     nubes dispatcher                  the callback dispatcher alone (needs RabbitMQ)
     nubes migrate                     apply database migrations
+    nubes backup | restore            archive the database, or put an archive back
     nubes device add|list|show        manage devices
     nubes downlink config|shell|data  queue downlinks (also: list, cancel)
     nubes messages|sessions|log       read what devices sent
@@ -29,18 +30,23 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import uvloop
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from nubes import __version__
-from nubes.config import Settings
+from nubes.config import Settings, configuration_problems
 from nubes.errors import NubesError
+from nubes.logs import configure_logging
 from nubes.services import devices, downlinks, queries
 from nubes.store.database import Database
 
 log = logging.getLogger("nubes")
+
+HEALTHCHECK_TIMEOUT = 4.0
 
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
@@ -53,16 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = Settings()
-    except ValueError as err:
-        print(f"nubes: invalid configuration: {err}", file=sys.stderr)
+    except ValidationError as err:
+        print(f"nubes: invalid configuration: {configuration_problems(err)}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Alembic reports every check at INFO; only `nubes migrate` says what it did.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(settings)
     try:
         code: int = uvloop.run(args.command(args, settings))
         return code
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except NubesError as err:
         print(f"nubes: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code
     except ValueError as err:
         print(f"nubes: {err}", file=sys.stderr)
         return 2
@@ -144,6 +144,32 @@ async def _run(
     return 0
 
 
+async def cmd_healthcheck(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the local process answers its probe (container health checks)."""
+    import urllib.error
+    import urllib.request
+
+    if settings.ops_port:
+        url = f"http://127.0.0.1:{settings.ops_port}/{'ready' if args.ready else 'health'}"
+    else:  # no ops port: only the API's liveness can be asked
+        url = f"http://127.0.0.1:{settings.http_port}/health"
+
+    def probe() -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(url, timeout=HEALTHCHECK_TIMEOUT) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    try:
+        status, body = await asyncio.to_thread(probe)
+    except OSError as err:
+        print(f"nubes: {url}: {err}", file=sys.stderr)
+        return 1
+    print(body.decode(errors="replace"))
+    return 0 if status == 200 else 1
+
+
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     database = Database(settings.database_url)
     try:
@@ -151,6 +177,45 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"database at revision {await database.current_revision()}")
     finally:
         await database.dispose()
+    return 0
+
+
+async def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from nubes.backup import take_backup
+
+    output = Path(args.output or settings.backup_dir)
+    result = await take_backup(settings, output, keep=args.keep)
+    manifest = result.manifest
+    log.info(
+        "backup of the %s database at revision %s: %s, %d bytes in %.1f s",
+        manifest.database_kind,
+        manifest.alembic_revision,
+        result.path,
+        result.path.stat().st_size,
+        result.seconds,
+    )
+    for path in result.pruned:
+        log.info("pruned %s", path)
+    print(result.path)  # only the path: `ARCHIVE=$(nubes backup)`
+    return 0
+
+
+async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from nubes.backup import restore_backup, verify_backup
+
+    if args.verify_only:
+        manifest = await verify_backup(settings, Path(args.file))
+        print(
+            f"{args.file}: intact {manifest.database_kind} backup of {manifest.created_at}, "
+            f"revision {manifest.alembic_revision}, Nubes {manifest.nubes_version}"
+        )
+        return 0
+    result = await restore_backup(settings, Path(args.file), force=args.force)
+    print(
+        f"restored {args.file} (backup of {result.manifest.created_at}, revision "
+        f"{result.manifest.alembic_revision}); database at revision {result.revision} "
+        f"in {result.seconds:.1f} s"
+    )
     return 0
 
 
@@ -397,6 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the callback dispatcher alone (needs RabbitMQ; run as many as needed)",
     )
     _simple(sub, "migrate", cmd_migrate, "apply database migrations")
+    probe = _simple(sub, "healthcheck", cmd_healthcheck, "probe this host's Nubes process")
+    probe.add_argument(
+        "--ready", action="store_true", help="readiness (/ready on NUBES_OPS_PORT), not liveness"
+    )
+    _backup_parsers(sub)
     _device_parser(sub)
     _downlink_parser(sub)
     _reading_parsers(sub)
@@ -413,6 +483,40 @@ def _simple(sub: Any, name: str, command: Command, help_text: str) -> argparse.A
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
     parser.set_defaults(command=command)
     return parser
+
+
+def _backup_parsers(sub: Any) -> None:
+    backup = _simple(sub, "backup", cmd_backup, "write a backup archive of the database")
+    backup.add_argument(
+        "--output",
+        metavar="DIR|FILE.tar",
+        help="a folder for nubes-backup-<UTC time>.tar, or the archive's name "
+        "(default NUBES_BACKUP_DIR, ./var/backups)",
+    )
+    backup.add_argument(
+        "--keep",
+        type=_positive,
+        metavar="N",
+        help="then delete all but the newest N nubes-backup-*.tar in that folder",
+    )
+    restore = _simple(sub, "restore", cmd_restore, "replace the database by a backup's")
+    restore.add_argument("file", metavar="FILE", help="an archive made by `nubes backup`")
+    which = restore.add_mutually_exclusive_group()
+    which.add_argument(
+        "--force", action="store_true", help="replace a database that holds data (drops it)"
+    )
+    which.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="check the archive in full (checksum, dump readable) and touch no database",
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _device_parser(sub: Any) -> None:

@@ -9,8 +9,31 @@ URLs at PostgreSQL, RabbitMQ and Redis.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Passwords a production installation must not run with: empty, the
+# services' own defaults, and the placeholders of examples.
+WELL_KNOWN_PASSWORDS = frozenset(
+    {
+        "admin",
+        "changeme",
+        "change-me",
+        "guest",
+        "nubes",
+        "password",
+        "postgres",
+        "rabbitmq",
+        "redis",
+        "root",
+        "secret",
+        "test",
+    }
+)
+MIN_PRODUCTION_PASSWORD = 12
 
 
 class Settings(BaseSettings):
@@ -27,7 +50,23 @@ class Settings(BaseSettings):
     dtls_port: int = Field(default=5005, ge=0, le=65535)
     http_port: int = Field(default=8080, ge=0, le=65535)
 
+    # `nubes backup` writes archives here unless given --output.
+    backup_dir: str = "./var/backups"
+    # Where pg_dump and pg_restore are; empty: found on PATH.
+    pg_bin_dir: str = ""
+
     log_level: str = "INFO"
+    # `text` for people at a terminal; `json` (one object per line, with
+    # device serial, session and message ids as fields) for log collectors.
+    log_format: Literal["text", "json"] = "text"
+    # Production: the settings refuse the embedded adapters and empty,
+    # short or well-known passwords in the service URLs, and no first-start
+    # account is made (its password would land in the logs).
+    production: bool = False
+    # Every process answers /health, /ready and /metrics on this TCP port
+    # (0: no such listener; `nubes serve` and `nubes api` also answer
+    # /health on the API port).
+    ops_port: int = Field(default=0, ge=0, le=65535)
     # Names of the broker's exchanges and queues start with this, so that
     # several installations (or test runs) can share one RabbitMQ.
     broker_prefix: str = "nubes"
@@ -118,6 +157,55 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown log level {value!r}")
         return level
 
+    @model_validator(mode="after")
+    def _production_safe(self) -> Settings:
+        if self.production:
+            problems = production_problems(self)
+            if problems:
+                raise ValueError("production mode: " + "; ".join(problems))
+        return self
+
     @property
     def embedded_database(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def configuration_problems(error: ValidationError) -> str:
+    """The problems of invalid settings, without the values (they may hold passwords)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"NUBES_{field.upper()}: {message}" if field else message)
+    return "; ".join(lines)
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What keeps these settings from being safe in production, in words."""
+    problems = []
+    services = (
+        ("NUBES_DATABASE_URL", settings.database_url, ("postgresql",)),
+        ("NUBES_BROKER_URL", settings.broker_url, ("amqp", "amqps")),
+        ("NUBES_REDIS_URL", settings.redis_url, ("redis", "rediss")),
+    )
+    for name, url, schemes in services:
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+")[0]
+        if scheme not in schemes:
+            wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+            problems.append(f"{name} must start with {wanted}, not {parts.scheme}://")
+            continue
+        problem = _weak_password(parts.password)
+        if problem:
+            problems.append(f"{name} {problem}")
+    return problems
+
+
+def _weak_password(password: str | None) -> str:
+    if not password:
+        return "has no password"
+    if password.lower() in WELL_KNOWN_PASSWORDS:
+        return "has a well-known password"
+    if len(password) < MIN_PRODUCTION_PASSWORD:
+        return f"has a password shorter than {MIN_PRODUCTION_PASSWORD} characters"
+    return ""

@@ -15,6 +15,11 @@
      ├── NotAllowed             the caller's role does not allow the change
      ├── BrokerError            the pipeline did not accept a message in time
      ├── DownlinkError          a downlink that cannot be built for a device
+     ├── BackupError            (backup/) a backup that cannot be taken or restored
+     │    ├── ArchiveInvalid    not a Nubes backup, damaged (checksum), unknown format
+     │    ├── TargetNotEmpty    the restore target holds data (--force) or is in use
+     │    ├── BackupIncompatible  a SQLite backup for PostgreSQL, a newer schema
+     │    └── ToolMissing       pg_dump / pg_restore not found
      └── (callbacks/)           errors of webhook delivery, defined beside their code:
           TransformError        a JSONata payload that does not compile or evaluate
           RequestError          a request that cannot be built (bad header, URL)
@@ -24,6 +29,9 @@
 
 Protocol errors carry a short `reason` that goes into the communication log
 as the outcome's explanation. Catch broadly only at the edge of a task.
+Every error has the `exit_code` the `nubes` command ends with (1 unless a
+class says otherwise; the backup errors have their own, so that a scheduled
+job can tell a damaged archive from a busy target; see docs/backup.md).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from __future__ import annotations
 
 class NubesError(Exception):
     """Base of every error Nubes raises on purpose."""
+
+    exit_code = 1
 
 
 class ConfigError(NubesError):
@@ -83,3 +93,31 @@ class BrokerError(NubesError):
 
 class DownlinkError(NubesError):
     """A downlink that cannot be built (no encoder, unknown key, too long)."""
+
+
+class BackupError(NubesError):
+    """A backup that cannot be taken, or an archive that cannot be restored."""
+
+
+class ArchiveInvalid(BackupError):
+    """Not a Nubes backup, damaged (checksum mismatch) or of an unknown format."""
+
+    exit_code = 3
+
+
+class TargetNotEmpty(BackupError):
+    """The database to restore into holds data (and no --force) or is in use."""
+
+    exit_code = 4
+
+
+class BackupIncompatible(BackupError):
+    """An intact backup this database or this version of Nubes cannot take."""
+
+    exit_code = 5
+
+
+class ToolMissing(BackupError):
+    """pg_dump or pg_restore is not installed where Nubes looks for it."""
+
+    exit_code = 6

@@ -5,6 +5,7 @@ between RabbitMQ, PostgreSQL and Redis of this machine, driven by `nubes sim`.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import threading
 import time
@@ -16,6 +17,8 @@ import httpx
 import pytest
 
 from conftest import scratch_pg_database
+from e2e.conftest import free_tcp_port
+from metrics_kit import total, value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -172,3 +175,136 @@ def test_api_processes_stream_what_separate_workers_store(
     assert listed.status_code == 200
     assert listed.json() == [first]
     assert listed.headers["x-total"] == "1"
+
+
+def _scrape(instance: Any) -> str:
+    answer = httpx.get(f"http://127.0.0.1:{instance.env['NUBES_OPS_PORT']}/metrics", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return answer.text
+
+
+def _check_metrics(processes: dict[str, Any]) -> None:
+    """Every process's /metrics, after 2 devices sent 3 data messages each."""
+    scraped = {name: _scrape(instance) for name, instance in processes.items()}
+    for name, text in scraped.items():
+        process = name.split("-")[0]
+        assert total(text, "nubes_build_info", process=process) == 1, name
+        assert total(text, "process_resident_memory_bytes") > 0, name
+    gateway = scraped["gateway"]
+    assert total(gateway, "nubes_gateway_packets_total", direction="in", outcome="accepted") >= 8
+    assert value(gateway, "nubes_gateway_messages_total", type="data") == 6
+    assert value(gateway, "nubes_gateway_sessions_started_total") == 2
+    assert value(gateway, "nubes_gateway_devices_in_memory") == 2
+    assert total(gateway, "nubes_gateway_datagrams_received_total") >= 8
+    workers = [scraped["worker"], scraped["worker-2"]]
+    stored = "nubes_worker_messages_stored_total"
+    assert sum(total(text, stored, type="data", direction="up") for text in workers) == 6
+    assert sum(total(text, "nubes_worker_pipeline_lag_seconds_count") for text in workers) >= 6
+    dispatcher = scraped["dispatcher"]
+    assert total(dispatcher, "nubes_dispatcher_attempts_total", outcome="success") == 6
+    assert total(dispatcher, "nubes_dispatcher_attempt_duration_seconds_count") == 6
+    assert value(dispatcher, "nubes_dispatcher_callbacks_paused") == 0
+    api = scraped["api"]
+    requests = "nubes_api_requests_total"
+    assert value(api, requests, method="GET", route="/v1/groups", status="2xx") == 1
+    route = "/v1/groups/{group_id}/callbacks"
+    assert value(api, requests, method="POST", route=route, status="2xx") == 1
+    assert total(api, "nubes_api_request_duration_seconds_count") >= 3
+    assert "nubes_gateway" not in api
+    assert "nubes_api" not in gateway
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A customer's webhook endpoint: records each JSON body it is sent."""
+
+    bodies: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+    answer = httpx.get(url, timeout=10)
+    return answer.status_code, answer.json()
+
+
+def test_every_process_type_as_its_own_process(
+    production_env: dict[str, str], nubes_factory: Any
+) -> None:
+    """The compose.yaml layout without containers: api, gateway, two workers and
+    a dispatcher, each its own process with its own ops port, in production mode
+    with JSON logs, on this machine's PostgreSQL, RabbitMQ and Redis.
+
+    `nubes sim` goes through the gateway; the workers store; the dispatcher
+    delivers the transformed payload to a webhook; every process is ready.
+    """
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.bodies = []
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    env = {
+        **production_env,
+        "NUBES_LOG_FORMAT": "json",
+        "NUBES_CALLBACK_ALLOW_PRIVATE": "true",
+    }
+    processes = {
+        name: nubes_factory({**env, "NUBES_OPS_PORT": str(free_tcp_port())})
+        for name in ("api", "gateway", "worker", "worker-2", "dispatcher")
+    }
+    api, gateway = processes["api"], processes["gateway"]
+    api.run("migrate")
+    for name, instance in processes.items():
+        instance.start(name.split("-")[0])
+    key = api.run("apikey", "create", "--scope", "write").strip()
+    client = httpx.Client(
+        base_url=api.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    group = client.get("/v1/groups").json()[0]
+    created = client.post(
+        f"/v1/groups/{group['id']}/callbacks",
+        json={
+            "name": "webhook",
+            "url": f"http://127.0.0.1:{receiver.server_port}/hook",
+            "payload": '{"serial": device.serial_number, "label": label, "kind": type}',
+        },
+    )
+    assert created.status_code == 201, created.text
+
+    summary = gateway.json_lines(
+        "sim", "--serial", "500000201", "--devices", "2", "--add", "--messages", "3"
+    )[-1]
+    assert summary["data_acked"] == 6
+
+    deadline = time.monotonic() + 30
+    while len(_Receiver.bodies) < 6 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    receiver.shutdown()
+    assert sorted(body["serial"] for body in _Receiver.bodies) == [500000201] * 3 + [500000202] * 3
+    assert all(body["label"] == f"hsn:{body['serial']}" for body in _Receiver.bodies)
+    assert {body["kind"] for body in _Receiver.bodies} == {"data"}
+    stored = client.get("/v1/messages", params={"type": "data"}).json()
+    assert len(stored) == 6
+
+    for name, instance in processes.items():
+        status, body = _get_json(f"http://127.0.0.1:{instance.env['NUBES_OPS_PORT']}/ready")
+        assert status == 200, (name, body)
+        assert body["process"] == name.split("-")[0]
+        assert body["checks"]["database"] == "ok"
+    _check_metrics(processes)
+    logs = [line for line in api.logs().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in logs]  # every line is one JSON object
+    assert any("running" in entry["message"] for entry in entries)
+    assert not any(key in line for line in logs)  # the API key printed by the CLI is not logged
+    probe = json.loads(processes["dispatcher"].run("healthcheck", "--ready"))
+    assert probe["process"] == "dispatcher"
+    assert probe["status"] == "ready"
+    processes["dispatcher"].stop_all()
+    with pytest.raises(AssertionError, match="Connection refused"):
+        processes["dispatcher"].run("healthcheck", "--ready")

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nubes import __version__
 from nubes.api.context import ApiContext
 from nubes.api.errors import COMMON_ERRORS, error_response, install_error_handlers
+from nubes.api.metrics import HttpStats, RequestMetrics
 from nubes.api.portal import Portal, portal_directory
 from nubes.api.routers import (
     auth,
@@ -111,7 +112,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
+def create_app(ctx: ApiContext, stats: HttpStats | None = None) -> FastAPI:
+    """The app; its requests are counted into `stats` (`app.state.http_stats`)."""
     app = FastAPI(
         title="Nubes",
         version=__version__,
@@ -149,4 +151,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     portal = portal_directory(ctx.settings.portal_dir)
     if portal is not None:
         app.add_middleware(Portal, directory=portal)
+    # Added last, so outermost: it counts what the others answer too.
+    app.state.http_stats = stats = stats or HttpStats()
+    app.add_middleware(RequestMetrics, stats=stats)
     return app

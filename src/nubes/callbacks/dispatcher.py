@@ -72,6 +72,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from nubes.callbacks import attempt, store
 from nubes.callbacks.book import CallbackBook
 from nubes.callbacks.holds import Holds
+from nubes.callbacks.metrics import DispatcherStats
 from nubes.callbacks.model import CallbackConfig, OutgoingRequest, SendResult
 from nubes.callbacks.store import Claimed, NewDelivery, Outcome
 from nubes.callbacks.writer import OutcomeWriter
@@ -169,6 +170,7 @@ class Dispatcher:
         )
         self._closing = False
         self.delivered = 0  # attempts written, for benchmarks and logs
+        self.stats = DispatcherStats()
 
     async def start(self) -> None:
         await self.callbacks.refresh()
@@ -253,6 +255,9 @@ class Dispatcher:
                 self._held.release(delivery.id)
             raise
         self._start_fast(fast, created)
+        sent = sum(delivery.id in created for delivery, _, _ in fast)
+        self.stats.created["fast"] += sent
+        self.stats.created["pending"] += len(created) - sent
         if len(created) > len(fast):
             self._wake.set()  # pending ones for the claim loop
 
@@ -327,6 +332,7 @@ class Dispatcher:
             if not self._held:  # idle: outcomes will not wake the loop
                 await self._time_next_due(now)
             return False
+        self.stats.claimed += len(claimed)
         for delivery in claimed:
             self._held.hold(delivery.id, delivery.callback_id)
         try:
@@ -440,7 +446,11 @@ class Dispatcher:
             while queue:
                 delivery, config, message = queue.popleft()
                 async with self._sending:
-                    outcome = await self._attempt(delivery, config, message)
+                    self.stats.in_flight += 1
+                    try:
+                        outcome = await self._attempt(delivery, config, message)
+                    finally:
+                        self.stats.in_flight -= 1
                 self._writer.add(outcome)
         finally:
             self._workers[callback_id] -= 1
@@ -466,11 +476,26 @@ class Dispatcher:
         result = await self._transport.send(prepared, config.timeout)
         return attempt.sent(delivery, config, at, prepared, result)
 
+    # -- metrics ------------------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    @property
+    def paused_callbacks(self) -> int:
+        return len(self.callbacks.tripped)
+
+    @property
+    def unwritten(self) -> int:
+        return self._writer.waiting
+
     # -- written outcomes -----------------------------------------------------------------
 
     def _written(self, batch: list[Outcome], paused: dict[uuid.UUID, datetime | None]) -> None:
         """After a batch of outcomes is stored: free their room, time the retries."""
         self.delivered += len(batch)
+        self.stats.written(batch)
         room = False
         for outcome in batch:
             room = self._held.release(outcome.delivery_id) or room

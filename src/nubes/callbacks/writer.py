@@ -57,6 +57,11 @@ class OutcomeWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._write_forever(), name="dispatcher-write")
 
+    @property
+    def waiting(self) -> int:
+        """Outcomes not yet handed to a write."""
+        return len(self._outcomes)
+
     def add(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
         self._ready.set()

@@ -47,7 +47,7 @@ class HandshakeLog:
     def event(self, event: dtls.DtlsEvent, started: float | None) -> None:
         """One event; `started` is when its handshake began (for an end of one)."""
         outcome, address, serial, detail = entry(event)
-        self._counters[f"dtls:{outcome}"] += 1
+        self._counters[counter_key(event, outcome)] += 1
         info = None if serial is None else self._directory.get(serial)
         if info is None:
             return  # unknown identities are only counted
@@ -60,7 +60,9 @@ class HandshakeLog:
         for row in rows:
             self._publisher.add(row)
         if outcome == "dtls_failed":
-            log.info("device %s: DTLS handshake failed: %s", serial, detail)
+            log.info(
+                "device %s: DTLS handshake failed: %s", serial, detail, extra={"serial": serial}
+            )
 
     def opened_session(self, serial: int, session_id: int) -> list[records.Record]:
         """The held rows of the device's handshake, now in the session it opened."""
@@ -102,6 +104,13 @@ def entry(event: dtls.DtlsEvent) -> tuple[str, dtls.Address, int | None, str]:
         a = event.association
         return "dtls_closed", a.address, a.serial, event.reason
     return "dtls_start", event.address, None, ""
+
+
+def counter_key(event: dtls.DtlsEvent, outcome: str) -> str:
+    """`dtls:<outcome>`, with the fixed reason of a failure or an end (for metrics)."""
+    if isinstance(event, dtls.HandshakeFailed | dtls.Closed):
+        return f"dtls:{outcome}:{event.reason}"
+    return f"dtls:{outcome}"
 
 
 def log_row(

@@ -198,7 +198,9 @@ class Gateway:
         try:
             offers = await pending_offers(self._engine, link.info.id)
         except Exception:
-            log.exception("cannot read downlinks of device %s", link.info.serial)
+            log.exception(
+                "cannot read downlinks of device %s", link.info.serial, extra=_context(link)
+            )
             return
         link.reload_downlinks = False
         pending = {offer.downlink_id for offer in offers}
@@ -257,7 +259,7 @@ class Gateway:
         try:
             session_id = await self._session_ids.next()
         except Exception as err:
-            log.exception("no session id for device %s", link.info.serial)
+            log.exception("no session id for device %s", link.info.serial, extra=_context(link))
             link.transfer.abandon()
             self._refuse(link, channel, packet, "rejected", f"no session id: {err}")
             self._release(link)
@@ -448,6 +450,7 @@ class Gateway:
         ]
         for serial in idle:
             del self._links[serial]
+        self.counters["links expired"] += len(idle)
         return len(idle)
 
     def _send(
@@ -509,7 +512,9 @@ class Gateway:
         self, link: DeviceLink, channel: Channel, packet: flap.Packet, outcome: str, detail: str
     ) -> None:
         """Logs the last fragment of a message that is left unacked, and why."""
-        log.info("device %s: message %s: %s", link.info.serial, outcome, detail)
+        log.info(
+            "device %s: message %s: %s", link.info.serial, outcome, detail, extra=_context(link)
+        )
         self._log(link.info, channel, "in", packet, channel.size_in, outcome, detail)
 
     def _spawn_locked(self, link: DeviceLink, coroutine: Any) -> None:
@@ -566,3 +571,12 @@ class ClosableChannel(Channel, Protocol):
     """A channel whose association can be ended (DTLS)."""
 
     def close(self) -> None: ...
+
+
+def _context(link: DeviceLink) -> dict[str, object]:
+    """The device's identifiers as log fields (see nubes.logs)."""
+    return {
+        "serial": link.info.serial,
+        "device_id": link.info.id,
+        "session_id": link.info.session_id,
+    }

@@ -40,6 +40,10 @@ class Broker(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raises BrokerError unless the broker is connected (readiness probes)."""
+        ...
+
     async def declare(self, topic: str, queue: str) -> None:
         """Makes sure `queue` exists and receives `topic`, before anyone consumes.
 
@@ -103,6 +107,9 @@ class MemoryBroker:
                 for task in queue.consumers:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+
+    async def ping(self) -> None:
+        return None  # in-process: up while the process is
 
     def _queue(self, topic: str, name: str) -> _MemoryQueue:
         queues = self._bindings.setdefault(topic, {})

@@ -56,6 +56,10 @@ class Cache(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raises BrokerError unless the cache answers (readiness probes)."""
+        ...
+
     async def next_id(self, name: str, at_least: int) -> int:
         """The next value of counter `name`, never below `at_least`."""
         ...
@@ -95,6 +99,9 @@ class MemoryCache:
         return None
 
     async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
         return None
 
     async def next_id(self, name: str, at_least: int) -> int:
@@ -167,6 +174,12 @@ class RedisCache:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self._client.ping()
+        except aioredis.RedisError as err:
+            raise BrokerError(f"Redis does not answer: {err}") from err
 
     async def next_id(self, name: str, at_least: int) -> int:
         script = self._client.register_script(_RAISE_FLOOR)

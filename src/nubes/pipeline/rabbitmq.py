@@ -59,6 +59,12 @@ class RabbitBroker:
         if self._connection is not None:
             await self._connection.close()
 
+    async def ping(self) -> None:
+        if self._connection is None or self._connection.is_closed:
+            raise BrokerError("not connected to RabbitMQ")
+        if not self._connection.connected.is_set():
+            raise BrokerError("reconnecting to RabbitMQ")
+
     async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
         return await channel.declare_exchange(
             self._prefix, aio_pika.ExchangeType.TOPIC, durable=True

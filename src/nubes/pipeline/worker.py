@@ -31,6 +31,7 @@ from nubes.errors import CodecError
 from nubes.pipeline.broker import MESSAGE_STORED, UPLINK, Broker
 from nubes.pipeline.codecbook import CodecBook
 from nubes.pipeline.live import Live
+from nubes.pipeline.metrics import WorkerStats
 from nubes.pipeline.records import Batch, Record, read_batch
 from nubes.pipeline.rows import (
     add_session,
@@ -75,6 +76,7 @@ class Worker:
         self._seen_written: dict[uuid.UUID, datetime] = {}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self.stats = WorkerStats()
 
     async def start(self) -> None:
         self._writer = asyncio.create_task(self._write_forever(), name="worker-writer")
@@ -143,10 +145,12 @@ class Worker:
         try:
             await self.store_batches([batch for batch, _ in waiting])
         except Exception:
+            self.stats.store_errors += 1
             if len(waiting) == 1:
                 _settle(waiting, sys.exc_info()[1])
                 return
             log.warning("a merged write failed; writing its %d batches one by one", len(waiting))
+            self.stats.split_writes += 1
             for one in waiting:
                 await self._write_merged([one])
             return
@@ -158,6 +162,7 @@ class Worker:
         seen = await self._ingest.seen_batches(ids)
         if seen:
             log.info("skipping %d batches stored before (redelivered)", len(seen))
+            self.stats.redelivered += len(seen)
             unannounced = await self._ingest.unannounced_batches(sorted(seen))
             await self._announce_again([b for b in batches if b.id in unannounced])
         fresh = [batch for batch in batches if batch.id is None or batch.id not in seen]
@@ -165,6 +170,7 @@ class Worker:
         fresh_ids = [batch.id for batch in fresh if batch.id is not None]
         if await self.store(records, fresh_ids):
             await self._ingest.mark_announced(fresh_ids)
+        self.stats.batches += len(fresh)
 
     async def store(self, records: list[Record], batch_ids: Sequence[uuid.UUID] = ()) -> bool:
         """Decodes and writes records in one transaction, then announces new messages.
@@ -177,7 +183,10 @@ class Worker:
         written = self._skip_fresh_last_seen(changes)
         stored = await self._ingest.apply(changes, batch_ids)
         self._seen_written.update(written)
-        announced = await self._announce([row for row in changes.messages if row["id"] in stored])
+        new = [row for row in changes.messages if row["id"] in stored]
+        self.stats.transactions += 1
+        self.stats.committed(new, datetime.now(UTC))
+        announced = await self._announce(new)
         for codec in changes.codecs:
             if codec["kind"] == "decoder":
                 self._start_redecode(codec["organization_id"], codec["hash"])
@@ -312,6 +321,7 @@ class Worker:
             # deliver it again. Its batch stays unannounced; a redelivery or
             # nothing (the event is then lost) follows.
             log.exception("message.stored not announced for %d messages", len(rows))
+            self.stats.announce_errors += 1
             return False
         return True
 

@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from nubes.errors import StoreError
 
-__all__ = ["Database", "alembic_config", "head_revision", "migrate_sync"]
+__all__ = ["Database", "alembic_config", "head_revision", "known_revisions", "migrate_sync"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -124,6 +124,25 @@ class Database:
             async with self._engine.connect() as connection:
                 return await connection.run_sync(_current_revision)
 
+    async def ping(self) -> None:
+        """Raises StoreError unless the database answers and its schema is not behind.
+
+        A schema newer than this code is fine: migrations only add, so an
+        older process keeps working while a newer one takes over.
+        """
+        revision = await self.current_revision()
+        head = head_revision()
+        if revision == head:
+            return
+        if revision is None:
+            raise StoreError("the database has no schema: run `nubes migrate`")
+        try:
+            known = ScriptDirectory(str(MIGRATIONS)).get_revision(revision)
+        except CommandError:
+            return  # newer than this code: written by a newer `nubes migrate`
+        if known is not None:
+            raise StoreError(f"the schema is at {revision}, behind {head}: run `nubes migrate`")
+
     @asynccontextmanager
     async def migration_connection(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction that commits if the block succeeds.
@@ -153,6 +172,12 @@ def alembic_config(url: str) -> Config:
 def head_revision() -> str | None:
     """The newest revision among the packaged migration scripts."""
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def known_revisions() -> set[str]:
+    """Every revision among the packaged migration scripts (a database at
+    another one was migrated by a newer Nubes)."""
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
 
 
 def migrate_sync(url: str) -> None:

@@ -111,7 +111,7 @@ async def test_a_wrong_key_fails_the_handshake_and_says_why(cloud: Runtime) -> N
     (failed,) = [row for row in rows if row["outcome"] == "dtls_failed"]
     assert failed["detail"].startswith("bad_key")
     assert cloud.gateway is not None
-    assert cloud.gateway.counters["dtls:dtls_failed"] == 1
+    assert cloud.gateway.counters["dtls:dtls_failed:bad_key"] == 1
 
 
 async def test_a_device_without_a_psk_is_an_unknown_identity(cloud: Runtime) -> None:
@@ -130,7 +130,7 @@ async def test_an_unknown_serial_is_only_counted(cloud: Runtime) -> None:
     client, udp = await dtls_connect(cloud)  # no device at all
     udp.close()
     assert not client.established
-    await eventually(_counter(cloud, "dtls:dtls_failed"), lambda count: count == 1)
+    await eventually(_counter(cloud, "dtls:dtls_failed:unknown_identity"), lambda count: count == 1)
     assert await log_rows(cloud) == []
 
 
