@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fakeApi, jsonResponse } from "@/callbacks/testing";
+import { fakeApi, json } from "@/testing/fakeApi";
 import {
   createCallback,
   deleteCallback,
@@ -16,19 +16,19 @@ import {
 
 describe("callbacks API calls", () => {
   it("use the API's paths, queries and bodies", async () => {
-    const ok = jsonResponse({ replayed: 2 });
+    const ok = json({ replayed: 2 });
     const api = fakeApi({
-      "GET /v1/groups/g%2F1/callbacks": jsonResponse([], 200, { "x-total": "0" }),
+      "GET /v1/groups/g%2F1/callbacks": json([], 200, { "x-total": "0" }),
       "GET /v1/callbacks/c1": ok,
       "POST /v1/groups/g1/callbacks": ok,
       "PATCH /v1/callbacks/c1": ok,
-      "DELETE /v1/callbacks/c1": jsonResponse(undefined, 204),
+      "DELETE /v1/callbacks/c1": { status: 204 },
       "POST /v1/groups/g1/callbacks/preview": ok,
       "POST /v1/callbacks/c1/test": ok,
-      "GET /v1/callbacks/c1/deliveries": jsonResponse([]),
+      "GET /v1/callbacks/c1/deliveries": json([]),
       "GET /v1/deliveries/d1": ok,
       "POST /v1/callbacks/c1/replay": ok,
-      "GET /v1/messages": jsonResponse([]),
+      "GET /v1/messages": json([]),
     });
     await listCallbacks(api.client, "g/1", { offset: 50, limit: 50 });
     await getCallback(api.client, "c1");
@@ -41,7 +41,7 @@ describe("callbacks API calls", () => {
     await getDelivery(api.client, "d1");
     expect(await replayDeliveries(api.client, "c1", null)).toBe(2);
     await listCallbackMessageChoices(api.client, "g1");
-    expect(api.requests).toEqual([
+    expect(api.calls.map((call) => ({ route: `${call.method} ${call.url}`, body: call.body }))).toEqual([
       { route: "GET /v1/groups/g%2F1/callbacks?sort_field=name&offset=50&limit=50", body: undefined },
       { route: "GET /v1/callbacks/c1", body: undefined },
       { route: "POST /v1/groups/g1/callbacks", body: { name: "n", url: "https://x" } },
@@ -60,8 +60,8 @@ describe("callbacks API calls", () => {
   });
 
   it("leave out the state filter when there is none", async () => {
-    const api = fakeApi({ "GET /v1/callbacks/c1/deliveries": jsonResponse([]) });
+    const api = fakeApi({ "GET /v1/callbacks/c1/deliveries": json([]) });
     await listDeliveries(api.client, "c1", null);
-    expect(api.requests[0]?.route).toBe("GET /v1/callbacks/c1/deliveries?sort_field=created_at&sort_order=desc");
+    expect(api.calls[0]?.url).toBe("/v1/callbacks/c1/deliveries?sort_field=created_at&sort_order=desc");
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fakeClient, json } from "@/devices/testClient";
+import { fakeApi, json } from "@/testing/fakeApi";
 import {
   codecByHash,
   createDevice,
@@ -22,19 +22,19 @@ describe("device calls", () => {
   });
 
   it("list a group's devices by name with the filter", async () => {
-    const { client, calls } = fakeClient(() => json([], 200, { "x-total": "0" }));
+    const { client, calls } = fakeApi({ "GET /v1/devices": json([], 200, { "x-total": "0" }) });
     await listGroupDevices(client, "g1", { q: "hsn:215", enabled: false }, { offset: 50, limit: 50 });
     expect(calls[0]?.url).toBe("/v1/devices?group_id=g1&q=215&enabled=false&sort_field=name&offset=50&limit=50");
   });
 
   it("leave empty filters out", async () => {
-    const { client, calls } = fakeClient(() => json([]));
+    const { client, calls } = fakeApi({ "GET /v1/devices": json([]) });
     await listGroupDevices(client, "g1", { q: " ", enabled: null });
     expect(calls[0]?.url).toBe("/v1/devices?group_id=g1&sort_field=name");
   });
 
   it("search across organizations, and not at all for blank text", async () => {
-    const { client, calls } = fakeClient(() => json([{ id: "d1" }]));
+    const { client, calls } = fakeApi({ "GET /v1/devices": json([{ id: "d1" }]) });
     expect(await searchDevices(client, "  ")).toEqual([]);
     expect(calls).toHaveLength(0);
     expect(await searchDevices(client, "hsn:2159", 5)).toEqual([{ id: "d1" }]);
@@ -42,7 +42,12 @@ describe("device calls", () => {
   });
 
   it("add, change and reveal with the right methods", async () => {
-    const { client, calls } = fakeClient(() => json({ claim_token: "ab", psk: null }));
+    const answer = json({ claim_token: "ab", psk: null });
+    const { client, calls } = fakeApi({
+      "POST /v1/devices": answer,
+      "PATCH /v1/devices/d%2F1": answer,
+      "POST /v1/devices/d1/reveal": answer,
+    });
     await createDevice(client, { group_id: "g1", serial: 7, claim_token: "00".repeat(16) });
     await updateDevice(client, "d/1", { enabled: false });
     await revealDeviceSecrets(client, "d1");
@@ -56,7 +61,7 @@ describe("device calls", () => {
   });
 
   it("ask message counts since a day, or the API's default year", async () => {
-    const { client, calls } = fakeClient(() => json([{ date: "2026-11-27", count: 3 }]));
+    const { client, calls } = fakeApi({ "GET /v1/devices/d1/message-counts": json([{ date: "2026-11-27", count: 3 }]) });
     expect(await messageCounts(client, "d1", new Date("2026-09-01T00:00:00Z"))).toEqual([
       { date: "2026-11-27", count: 3 },
     ]);
@@ -66,7 +71,8 @@ describe("device calls", () => {
   });
 
   it("page sessions newest first and the log in time order with its filters", async () => {
-    const { client, calls } = fakeClient(() => json([], 200, { "x-total": "12" }));
+    const answer = json([], 200, { "x-total": "12" });
+    const { client, calls } = fakeApi({ "GET /v1/devices/d1/sessions": answer, "GET /v1/sessions/9/log": answer });
     const page = await listSessions(client, "d1", { limit: 50 });
     await listSessionLog(client, 9, { direction: "out", outcome: "bad_mac" }, { offset: 100, limit: 100 });
     await listSessionLog(client, 9, { direction: null });
@@ -77,7 +83,7 @@ describe("device calls", () => {
   });
 
   it("look a codec up by hash in the device's organization", async () => {
-    const { client, calls } = fakeClient(() => json({ id: "c1", name: "demo" }));
+    const { client, calls } = fakeApi({ "GET /v1/codecs/by-hash/0123456789abcdef": json({ id: "c1", name: "demo" }) });
     expect((await codecByHash(client, "0123456789abcdef", "o1")).name).toBe("demo");
     expect(calls[0]?.url).toBe("/v1/codecs/by-hash/0123456789abcdef?organization_id=o1");
   });

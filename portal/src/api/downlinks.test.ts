@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fakeApi, page } from "@/testing/fakeRoutes";
+import { fakeApi, page } from "@/testing/fakeApi";
 import { cancelDownlink, isActive, listDownlinks, queueDownlink, shellResults, type Downlink } from "./downlinks";
 
 describe("downlink calls", () => {

@@ -11,7 +11,7 @@ import {
   payloadProblemOf,
   type CallbackDraft,
 } from "./draft";
-import { storedCallback } from "./testing";
+import { storedCallback } from "@/testing/samples";
 
 
 function valid(): CallbackDraft {

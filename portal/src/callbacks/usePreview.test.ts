@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { effectScope, nextTick, ref } from "vue";
-import { fakeApi, jsonResponse } from "./testing";
+import { apiError, fakeApi, json, type Answer } from "@/testing/fakeApi";
 import { useCallbackPreview } from "./usePreview";
 
 const PREVIEW = "POST /v1/groups/g1/callbacks/preview";
@@ -16,8 +16,8 @@ describe("useCallbackPreview", () => {
   it("asks once per pause in typing, with the latest payload", async () => {
     vi.useFakeTimers();
     const api = fakeApi({
-      [PREVIEW]: (body) =>
-        jsonResponse({ original: {}, transformed: (body as { payload: string }).payload, skipped: false, error: null }),
+      [PREVIEW]: ({ body }) =>
+        json({ original: {}, transformed: (body as { payload: string }).payload, skipped: false, error: null }),
     });
     const payload = ref("a");
     const scope = effectScope();
@@ -31,32 +31,32 @@ describe("useCallbackPreview", () => {
     expect(view.state.value).toBe("loading");
     await vi.advanceTimersByTimeAsync(300);
     await settle();
-    expect(api.requests.map((r) => (r.body as { payload: string }).payload)).toEqual(["a", "abc"]);
+    expect(api.calls.map((call) => (call.body as { payload: string }).payload)).toEqual(["a", "abc"]);
     expect(view.preview.value?.transformed).toBe("abc");
     expect(view.state.value).toBe("ready");
     scope.stop();
   });
 
   it("ignores an answer that comes after a newer request", async () => {
-    const answers: ((r: Response) => void)[] = [];
-    const api = fakeApi({ [PREVIEW]: () => new Promise<Response>((resolve) => answers.push(resolve)) });
+    const answers: ((answer: Answer) => void)[] = [];
+    const api = fakeApi({ [PREVIEW]: () => new Promise<Answer>((resolve) => answers.push(resolve)) });
     const messageId = ref<string | null>(null);
     const scope = effectScope();
     const view = scope.run(() => useCallbackPreview(api.client, () => "g1", () => "x", () => messageId.value))!;
     await settle();
     messageId.value = "m2";
     await settle();
-    answers[1]?.(jsonResponse({ original: { id: "m2" }, transformed: 2, skipped: false, error: null }));
+    answers[1]?.(json({ original: { id: "m2" }, transformed: 2, skipped: false, error: null }));
     await settle();
-    answers[0]?.(jsonResponse({ original: { id: "m1" }, transformed: 1, skipped: false, error: null }));
+    answers[0]?.(json({ original: { id: "m1" }, transformed: 1, skipped: false, error: null }));
     await settle();
     expect(view.preview.value?.transformed).toBe(2);
-    expect(api.requests[1]?.body).toEqual({ payload: "x", message_id: "m2" });
+    expect(api.calls[1]?.body).toEqual({ payload: "x", message_id: "m2" });
     scope.stop();
   });
 
   it("shows a failed request as an error", async () => {
-    const api = fakeApi({ [PREVIEW]: jsonResponse({ error: { code: "forbidden", message: "no access" } }, 403) });
+    const api = fakeApi({ [PREVIEW]: apiError(403, "forbidden", "no access") });
     const scope = effectScope();
     const view = scope.run(() => useCallbackPreview(api.client, () => "g1", () => "x", () => null))!;
     await settle();

@@ -1,7 +1,7 @@
 import { mount, flushPromises } from "@vue/test-utils";
 import { describe, expect, it } from "vitest";
-import { clientKey } from "@/session";
-import { fakeApi, jsonResponse, type Routes } from "@/callbacks/testing";
+import { apiError, fakeApi, json, type Routes } from "@/testing/fakeApi";
+import { apiProvide } from "@/testing/mountWithApi";
 import CallbackDeliveries from "./CallbackDeliveries.vue";
 import CallbackPairRows from "./CallbackPairRows.vue";
 import CallbackSecretField from "./CallbackSecretField.vue";
@@ -10,7 +10,7 @@ import JsonataEditor from "./JsonataEditor.vue";
 
 function withApi(routes: Routes) {
   const api = fakeApi(routes);
-  return { api, global: { provide: { [clientKey as symbol]: api.client } } };
+  return { api, global: { provide: apiProvide(api) } };
 }
 
 describe("JsonataEditor", () => {
@@ -82,7 +82,7 @@ describe("CallbackSecretField", () => {
 describe("CallbackTestPanel", () => {
   it("shows the endpoint's status and body", async () => {
     const { api, global } = withApi({
-      "POST /v1/callbacks/c1/test": jsonResponse({
+      "POST /v1/callbacks/c1/test": json({
         ok: true,
         skipped: false,
         request: {},
@@ -96,12 +96,12 @@ describe("CallbackTestPanel", () => {
     await flushPromises();
     expect(wrapper.find("[data-testid=test-status]").text()).toBe("200");
     expect(wrapper.find("[data-testid=test-body]").text()).toBe('{\n  "ok": 1\n}');
-    expect(api.requests[0]?.body).toEqual({ message_id: "m1" });
+    expect(api.calls[0]?.body).toEqual({ message_id: "m1" });
   });
 
   it("says what the role may not do, and a conflict's message", async () => {
     const { global } = withApi({
-      "POST /v1/callbacks/c1/test": jsonResponse({ error: { code: "forbidden", message: "no" } }, 403),
+      "POST /v1/callbacks/c1/test": apiError(403, "forbidden", "no"),
     });
     const wrapper = mount(CallbackTestPanel, { props: { callbackId: "c1", messageId: null, unsaved: true }, global });
     expect(wrapper.text()).toContain("unsaved changes");
@@ -129,8 +129,8 @@ const delivery = {
 describe("CallbackDeliveries", () => {
   it("lists deliveries, expands one to its attempts and replays it", async () => {
     const { api, global } = withApi({
-      "GET /v1/callbacks/c1/deliveries": jsonResponse([delivery], 200, { "x-total": "1" }),
-      "GET /v1/deliveries/d1": jsonResponse({
+      "GET /v1/callbacks/c1/deliveries": json([delivery], 200, { "x-total": "1" }),
+      "GET /v1/deliveries/d1": json({
         ...delivery,
         attempt_log: [
           {
@@ -144,7 +144,7 @@ describe("CallbackDeliveries", () => {
           },
         ],
       }),
-      "POST /v1/callbacks/c1/replay": jsonResponse({ replayed: 1 }),
+      "POST /v1/callbacks/c1/replay": json({ replayed: 1 }),
     });
     const wrapper = mount(CallbackDeliveries, { props: { callbackId: "c1", canReplay: true }, global });
     await flushPromises();
@@ -156,17 +156,17 @@ describe("CallbackDeliveries", () => {
     expect(wrapper.find("[data-testid=attempt]").text()).toContain("oops");
     await wrapper.findAll("button").find((b) => b.text() === "Replay")?.trigger("click");
     await flushPromises();
-    expect(api.requests.find((r) => r.route.startsWith("POST"))?.body).toEqual({ delivery_id: "d1" });
+    expect(api.calls.find((call) => call.method === "POST")?.body).toEqual({ delivery_id: "d1" });
     expect(wrapper.find("[role=status]").text()).toBe("1 delivery is pending again.");
   });
 
   it("filters by state", async () => {
-    const { api, global } = withApi({ "GET /v1/callbacks/c1/deliveries": jsonResponse([], 200, { "x-total": "0" }) });
+    const { api, global } = withApi({ "GET /v1/callbacks/c1/deliveries": json([], 200, { "x-total": "0" }) });
     const wrapper = mount(CallbackDeliveries, { props: { callbackId: "c1", canReplay: false }, global });
     await flushPromises();
     await wrapper.find("select").setValue("failed");
     await flushPromises();
-    expect(api.requests.at(-1)?.route).toContain("state=failed");
+    expect(api.calls.at(-1)?.url).toContain("state=failed");
     expect(wrapper.text()).toContain("No failed deliveries.");
     expect(wrapper.text()).not.toContain("Replay all failed");
   });

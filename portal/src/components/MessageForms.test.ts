@@ -1,8 +1,8 @@
 import { mount } from "@vue/test-utils";
 import { describe, expect, it, vi } from "vitest";
-import { clientKey } from "@/session";
-import { fakeApi, json } from "@/messages/testSupport";
 import { isoFromLocalInput } from "@/messages/filterQuery";
+import { apiError, fakeApi } from "@/testing/fakeApi";
+import { apiProvide } from "@/testing/mountWithApi";
 import MessageConfirm from "./MessageConfirm.vue";
 import MessageExport from "./MessageExport.vue";
 import MessageFilters from "./MessageFilters.vue";
@@ -57,7 +57,7 @@ describe("MessageConfirm", () => {
 
 describe("MessageExport", () => {
   it("downloads the export under a good name", async () => {
-    const api = fakeApi({ "/v1/messages/export": new Response("a,b\n") });
+    const api = fakeApi({ "GET /v1/messages/export": new Response("a,b\n") });
     URL.createObjectURL = vi.fn(() => "blob:x");
     URL.revokeObjectURL = vi.fn();
     const names: string[] = [];
@@ -66,7 +66,7 @@ describe("MessageExport", () => {
     });
     const wrapper = mount(MessageExport, {
       props: { scope: { deviceId: "d1" }, filter: {}, what: "greenhouse" },
-      global: { provide: { [clientKey as symbol]: api.client } },
+      global: { provide: apiProvide(api) },
     });
     await wrapper.findAll("button").find((b) => b.text() === "Export CSV")?.trigger("click");
     await vi.waitFor(() => expect(names).toHaveLength(1));
@@ -74,10 +74,10 @@ describe("MessageExport", () => {
   });
 
   it("says when the role may not export", async () => {
-    const api = fakeApi({ "/v1/messages/export": json({ error: { code: "forbidden", message: "x", details: null } }, 403) });
+    const api = fakeApi({ "GET /v1/messages/export": apiError(403, "forbidden", "x") });
     const wrapper = mount(MessageExport, {
       props: { scope: { deviceId: "d1" }, filter: {}, what: "d" },
-      global: { provide: { [clientKey as symbol]: api.client } },
+      global: { provide: apiProvide(api) },
     });
     await wrapper.findAll("button").find((b) => b.text() === "Export NDJSON")?.trigger("click");
     await vi.waitFor(() => expect(wrapper.find("[role=alert]").exists()).toBe(true));

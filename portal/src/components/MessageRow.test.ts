@@ -1,7 +1,8 @@
 import { flushPromises, mount, RouterLinkStub } from "@vue/test-utils";
 import { describe, expect, it } from "vitest";
-import { clientKey } from "@/session";
-import { fakeApi, json, storedMessage } from "@/messages/testSupport";
+import { apiError, fakeApi, page, type Routes } from "@/testing/fakeApi";
+import { apiProvide } from "@/testing/mountWithApi";
+import { storedMessage } from "@/testing/samples";
 import MessageDeliveries from "./MessageDeliveries.vue";
 import MessageRow from "./MessageRow.vue";
 
@@ -24,25 +25,25 @@ const delivery = {
   ],
 };
 
-function globalWith(routes: Record<string, Response>) {
+function globalWith(routes: Routes) {
   const api = fakeApi(routes);
-  return { provide: { [clientKey as symbol]: api.client }, stubs: { RouterLink: RouterLinkStub } };
+  return { provide: apiProvide(api), stubs: { RouterLink: RouterLinkStub } };
 }
 
-function mountDeliveries(routes: Record<string, Response>) {
+function mountDeliveries(routes: Routes) {
   const props = { messageId: "m1", orgId: "o1", groupId: "g1" };
   return { wrapper: mount(MessageDeliveries, { props, global: globalWith(routes) }) };
 }
 
 type RowProps = InstanceType<typeof MessageRow>["$props"];
 
-function mountRow(props: RowProps, routes: Record<string, Response>) {
+function mountRow(props: RowProps, routes: Routes) {
   return { wrapper: mount(MessageRow, { props, attachTo: document.body, global: globalWith(routes) }) };
 }
 
 describe("MessageDeliveries", () => {
   it("lists each callback with state, attempts and the last response, linked to the callback", async () => {
-    const { wrapper } = mountDeliveries({ "/v1/messages/m1/deliveries": json([delivery], 200, { "x-total": "1" }) });
+    const { wrapper } = mountDeliveries({ "GET /v1/messages/m1/deliveries": page([delivery]) });
     await flushPromises();
     const cells = wrapper.findAll("tbody td").map((cell) => cell.text());
     expect(cells[0]).toBe("to my server");
@@ -57,11 +58,10 @@ describe("MessageDeliveries", () => {
   });
 
   it("shows the empty and the error state", async () => {
-    const empty = mountDeliveries({ "/v1/messages/m1/deliveries": json([], 200, { "x-total": "0" }) });
+    const empty = mountDeliveries({ "GET /v1/messages/m1/deliveries": page([]) });
     await flushPromises();
     expect(empty.wrapper.text()).toContain("No callback deliveries");
-    const notFound = { error: { code: "not_found", message: "message not found", details: null } };
-    const failing = mountDeliveries({ "/v1/messages/m1/deliveries": json(notFound, 404) });
+    const failing = mountDeliveries({ "GET /v1/messages/m1/deliveries": apiError(404, "not_found", "message not found") });
     await flushPromises();
     expect(failing.wrapper.get("[role=alert]").text()).toContain("message not found");
   });
@@ -69,7 +69,7 @@ describe("MessageDeliveries", () => {
 
 describe("MessageRow", () => {
   const props = { message: storedMessage({ id: "m1" }), orgId: "o1", expanded: false, fresh: false, canWrite: true };
-  const routes = { "/v1/messages/m1/deliveries": json([], 200, { "x-total": "0" }) };
+  const routes = { "GET /v1/messages/m1/deliveries": page([]) };
 
   it("shows time with milliseconds, type, direction, body and signal", () => {
     const { wrapper } = mountRow(props, routes);

@@ -3,9 +3,10 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createMemoryHistory } from "vue-router";
 import { memoryTokenStore } from "@/api";
 import { forgetMe } from "@/composables/useRole";
-import { aDevice, apiError, fakeClient, json, type Answer, type Call } from "@/devices/testClient";
 import { makeRouter } from "@/router";
-import { clientKey } from "@/session";
+import { apiError, fakeApi, json, meWithRole, type Answer, type Routes } from "@/testing/fakeApi";
+import { apiProvide } from "@/testing/mountWithApi";
+import { aDevice } from "@/testing/samples";
 import AddDeviceForm from "./AddDeviceForm.vue";
 import BreadCrumbs from "./BreadCrumbs.vue";
 import CodecName from "./CodecName.vue";
@@ -20,19 +21,12 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-function withClient(route: (call: Call) => Answer | Promise<Answer>) {
-  const { client, calls } = fakeClient(route);
-  return { calls, global: { provide: { [clientKey as symbol]: client } } };
+function withClient(routes: Routes) {
+  const api = fakeApi(routes);
+  return { api, calls: api.calls, global: { provide: apiProvide(api) } };
 }
 
-const me = json({
-  kind: "user",
-  id: "u1",
-  email: "a@example.com",
-  label: "a",
-  totp_enabled: false,
-  organizations: [{ organization_id: "o1", organization_name: "one", role: "admin" }],
-});
+const me = meWithRole("o1", "admin", "one");
 
 describe("HeatMap", () => {
   it("draws every past day and tells the total", () => {
@@ -84,7 +78,9 @@ describe("DeviceHeatMap", () => {
 
   it("asks the device's counts only once its row is in view, and again when it talks", async () => {
     const show = fakeViewport();
-    const { calls, global } = withClient(() => json([{ date: new Date().toISOString().slice(0, 10), count: 5 }]));
+    const { calls, global } = withClient({
+      "GET /v1/devices/d1/message-counts": json([{ date: new Date().toISOString().slice(0, 10), count: 5 }]),
+    });
     const wrapper = mount(DeviceHeatMap, { props: { deviceId: "d1", version: null }, global });
     await flushPromises();
     expect(calls).toHaveLength(0);
@@ -99,7 +95,7 @@ describe("DeviceHeatMap", () => {
 
   it("shows a dash with the reason when the counts fail", async () => {
     const show = fakeViewport();
-    const { global } = withClient(() => apiError(403, "forbidden", "no"));
+    const { global } = withClient({ "GET /v1/devices/d1/message-counts": apiError(403, "forbidden", "no") });
     const wrapper = mount(DeviceHeatMap, { props: { deviceId: "d1" }, global });
     show();
     await flushPromises();
@@ -114,7 +110,7 @@ describe("AddDeviceForm", () => {
   }
 
   it("checks the fields before sending", async () => {
-    const { calls, global } = withClient(() => json({}));
+    const { calls, global } = withClient({ "POST /v1/devices": json({}) });
     const wrapper = mount(AddDeviceForm, { props: { groupId: "g1" }, global });
     await fill(wrapper, { serial: "abc", claim_token: "short" });
     await wrapper.find("form").trigger("submit");
@@ -124,7 +120,7 @@ describe("AddDeviceForm", () => {
   });
 
   it("sends the device and tells it was added", async () => {
-    const { calls, global } = withClient(() => json({ ...aDevice }, 201));
+    const { calls, global } = withClient({ "POST /v1/devices": json({ ...aDevice }, 201) });
     const wrapper = mount(AddDeviceForm, { props: { groupId: "g1" }, global });
     await fill(wrapper, { serial: "hsn:2159000001", name: " greenhouse ", claim_token: "AB".repeat(16), psk: "" });
     await wrapper.find("form").trigger("submit");
@@ -135,14 +131,15 @@ describe("AddDeviceForm", () => {
   });
 
   it("shows the API's 422 details at their fields and a 409 above the buttons", async () => {
-    let answer = apiError(422, "validation_error", "invalid", [{ loc: ["body", "psk"], msg: "PSK refused", type: "x" }]);
-    const { global } = withClient(() => answer);
+    const { api, global } = withClient({
+      "POST /v1/devices": apiError(422, "validation_error", "invalid", [{ loc: ["body", "psk"], msg: "PSK refused", type: "x" }]),
+    });
     const wrapper = mount(AddDeviceForm, { props: { groupId: "g1" }, global });
     await fill(wrapper, { serial: "7", claim_token: "00".repeat(16) });
     await wrapper.find("form").trigger("submit");
     await flushPromises();
     expect(wrapper.find("#add-psk-error").text()).toBe("PSK refused");
-    answer = apiError(409, "conflict", "the serial number 7 is taken");
+    api.on("POST /v1/devices", apiError(409, "conflict", "the serial number 7 is taken"));
     await wrapper.find("form").trigger("submit");
     await flushPromises();
     expect(wrapper.find("[role=alert]").text()).toBe("the serial number 7 is taken");
@@ -152,7 +149,7 @@ describe("AddDeviceForm", () => {
 
 describe("DeviceSecrets", () => {
   it("asks for the secrets only on click, and hides them again", async () => {
-    const { calls, global } = withClient(() => json({ claim_token: "cafe".repeat(8), psk: null }));
+    const { calls, global } = withClient({ "POST /v1/devices/d1/reveal": json({ claim_token: "cafe".repeat(8), psk: null }) });
     const wrapper = mount(DeviceSecrets, { props: { deviceId: "d1" }, global });
     expect(calls).toHaveLength(0);
     await wrapper.find("button").trigger("click");
@@ -165,7 +162,7 @@ describe("DeviceSecrets", () => {
   });
 
   it("says a role may not when the API answers 403", async () => {
-    const { global } = withClient(() => apiError(403, "forbidden", "admin access needed"));
+    const { global } = withClient({ "POST /v1/devices/d1/reveal": apiError(403, "forbidden", "admin access needed") });
     const wrapper = mount(DeviceSecrets, { props: { deviceId: "d1" }, global });
     await wrapper.find("button").trigger("click");
     await flushPromises();
@@ -175,7 +172,7 @@ describe("DeviceSecrets", () => {
 
 describe("DeleteDevice", () => {
   it("asks first, Escape backs out, the second button deletes", async () => {
-    const { calls, global } = withClient(() => ({ status: 204 }));
+    const { calls, global } = withClient({ "DELETE /v1/devices/d1": { status: 204 } });
     const wrapper = mount(DeleteDevice, { props: { deviceId: "d1", name: "greenhouse" }, global, attachTo: document.body });
     await wrapper.find("button").trigger("click");
     await flushPromises();
@@ -195,12 +192,13 @@ describe("DeleteDevice", () => {
 
 describe("CodecName", () => {
   it("names the codec of a hash, or says none has it", async () => {
-    let answer: Answer = json({ id: "c1", name: "demo decoder", hash: "0123456789abcdef" });
-    const { global } = withClient(() => answer);
+    const { global } = withClient({
+      "GET /v1/codecs/by-hash/0123456789abcdef": json({ id: "c1", name: "demo decoder", hash: "0123456789abcdef" }),
+      "GET /v1/codecs/by-hash/fedcba9876543210": apiError(404, "not_found", "codec not found"),
+    });
     const wrapper = mount(CodecName, { props: { hash: "0123456789abcdef", organizationId: "o1" }, global });
     await flushPromises();
     expect(wrapper.text()).toContain("demo decoder");
-    answer = apiError(404, "not_found", "codec not found");
     await wrapper.setProps({ hash: "fedcba9876543210" });
     await flushPromises();
     expect(wrapper.text()).toContain("no codec has this hash");
@@ -210,9 +208,10 @@ describe("CodecName", () => {
 describe("BreadCrumbs", () => {
   it("shows a device in no group under (no group), without asking for a group", async () => {
     const router = makeRouter(memoryTokenStore("t"), createMemoryHistory());
-    const { calls, global } = withClient((call) =>
-      call.url.startsWith("/v1/organizations/") ? json({ id: "o1", name: "one" }) : json({ ...aDevice, group_id: null }),
-    );
+    const { calls, global } = withClient({
+      "GET /v1/organizations/o1": json({ id: "o1", name: "one" }),
+      "GET /v1/devices/d1": json({ ...aDevice, group_id: null }),
+    });
     await router.push("/organizations/o1/groups/-/devices/d1");
     const wrapper = mount(BreadCrumbs, { global: { ...global, plugins: [router] } });
     await flushPromises();
@@ -226,7 +225,7 @@ describe("GlobalSearch", () => {
     vi.useFakeTimers();
     const router = makeRouter(memoryTokenStore("t"), createMemoryHistory());
     await router.push("/organizations");
-    const { calls, global } = withClient((call) => (call.url === "/v1/auth/me" ? me : answer()));
+    const { calls, global } = withClient({ "GET /v1/auth/me": me, "GET /v1/devices": () => answer() });
     const wrapper = mount(GlobalSearch, { global: { ...global, plugins: [router] }, attachTo: document.body });
     const input = wrapper.find("input");
     await input.trigger("focus");

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { effectScope, nextTick } from "vue";
 import type { Message } from "@/api";
-import { fakeApi, json, openStream, storedMessage } from "@/messages/testSupport";
+import { apiError, fakeApi, type Answer } from "@/testing/fakeApi";
+import { openStream, storedMessage } from "@/testing/samples";
 import { useMessageStream, type MessageStreamOptions } from "./useMessageStream";
 
 function event(message: Message): string {
@@ -14,9 +15,9 @@ async function until(test: () => boolean): Promise<void> {
   expect(test()).toBe(true);
 }
 
-function setup(answers: (() => Response)[], options: Partial<MessageStreamOptions> = {}) {
+function setup(answers: (() => Answer)[], options: Partial<MessageStreamOptions> = {}) {
   const queue = [...answers];
-  const api = fakeApi({ "/v1/messages/stream": () => (queue.shift() ?? (() => new Response("")))() });
+  const api = fakeApi({ "GET /v1/messages/stream": () => (queue.shift() ?? (() => new Response("")))() });
   const delivered: string[] = [];
   const scope = effectScope();
   const stream = scope.run(() =>
@@ -103,7 +104,7 @@ describe("useMessageStream", () => {
   });
 
   it("gives up on 401, through the client's unauthorized path", async () => {
-    const expired = () => json({ error: { code: "unauthorized", message: "expired", details: null } }, 401);
+    const expired = () => apiError(401, "unauthorized", "expired");
     const { api, stream, scope } = setup([expired]);
     stream.start(null);
     await until(() => stream.status.value === "failed");

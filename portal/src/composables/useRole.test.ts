@@ -1,24 +1,10 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { ApiClient, memoryTokenStore } from "@/api";
+import { afterEach, describe, expect, it } from "vitest";
+import { fakeApi, meWithRole } from "@/testing/fakeApi";
 import { atLeast, forgetMe, loadMe, useRole } from "./useRole";
 
-function clientAnswering(role: string): { client: ApiClient; calls: () => number } {
-  const fetch = vi.fn(async () =>
-    new Response(
-      JSON.stringify({
-        kind: "user",
-        id: "u1",
-        email: "a@example.com",
-        label: "a",
-        totp_enabled: false,
-        organizations: [{ organization_id: "o1", organization_name: "one", role }],
-      }),
-      { status: 200, headers: { "content-type": "application/json" } },
-    ),
-  );
-  const tokens = memoryTokenStore();
-  tokens.set("t");
-  return { client: new ApiClient({ tokens, fetch }), calls: () => fetch.mock.calls.length };
+function clientAnswering(role: string) {
+  const api = fakeApi({ "GET /v1/auth/me": meWithRole("o1", role, "one") });
+  return { client: api.client, calls: () => api.calls.length };
 }
 
 afterEach(forgetMe);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { messageSummary, SUMMARY_LENGTH } from "./summary";
-import { storedMessage } from "./testSupport";
+import { storedMessage } from "@/testing/samples";
 
 describe("messageSummary", () => {
   it("flattens the body to dotted keys", () => {

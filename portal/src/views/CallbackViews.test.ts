@@ -1,27 +1,21 @@
 import { flushPromises, mount } from "@vue/test-utils";
 import { afterEach, describe, expect, it } from "vitest";
 import { createMemoryHistory, createRouter, type Router } from "vue-router";
-import { fakeApi, jsonResponse, storedCallback, type Routes } from "@/callbacks/testing";
 import { forgetMe } from "@/composables/useRole";
-import { clientKey } from "@/session";
+import { apiError, fakeApi, json, meWithRole, type FakeAnswer, type Routes } from "@/testing/fakeApi";
+import { apiProvide } from "@/testing/mountWithApi";
+import { storedCallback } from "@/testing/samples";
 import CallbackEditor from "./CallbackEditor.vue";
 import CallbacksPage from "./CallbacksPage.vue";
 
 afterEach(forgetMe);
 
-function me(role: string): Response {
-  return jsonResponse({
-    kind: "user",
-    id: "u1",
-    email: "a@example.com",
-    label: "a",
-    totp_enabled: false,
-    organizations: [{ organization_id: "o1", organization_name: "one", role }],
-  });
+function me(role: string): FakeAnswer {
+  return meWithRole("o1", role, "one");
 }
 
-const PREVIEW = jsonResponse({ original: { id: "m1", data: { t: 1 } }, transformed: { t: 1 }, skipped: false, error: null });
-const EMPTY = jsonResponse([], 200, { "x-total": "0" });
+const PREVIEW = json({ original: { id: "m1", data: { t: 1 } }, transformed: { t: 1 }, skipped: false, error: null });
+const EMPTY = json([], 200, { "x-total": "0" });
 
 async function setup(component: unknown, path: string, routes: Routes): Promise<{ router: Router; api: ReturnType<typeof fakeApi>; wrapper: ReturnType<typeof mount> }> {
   const api = fakeApi({ "GET /v1/messages": EMPTY, "POST /v1/groups/g1/callbacks/preview": PREVIEW, ...routes });
@@ -40,7 +34,7 @@ async function setup(component: unknown, path: string, routes: Routes): Promise<
   const params = router.currentRoute.value.params as Record<string, string>;
   const wrapper = mount(component as Parameters<typeof mount>[0], {
     props: params as never,
-    global: { plugins: [router], provide: { [clientKey as symbol]: api.client } },
+    global: { plugins: [router], provide: apiProvide(api) },
   });
   await flushPromises();
   return { router, api, wrapper };
@@ -51,7 +45,7 @@ describe("CallbacksPage", () => {
     const failing = { ...storedCallback, state: "failing", failure_streak: 4 };
     const { wrapper } = await setup(CallbacksPage, "/o/o1/g/g1/callbacks", {
       "GET /v1/auth/me": me("member"),
-      "GET /v1/groups/g1/callbacks": jsonResponse([failing], 200, { "x-total": "1" }),
+      "GET /v1/groups/g1/callbacks": json([failing], 200, { "x-total": "1" }),
     });
     const row = wrapper.find("tbody tr").text();
     expect(row).toContain("farm");
@@ -77,19 +71,16 @@ describe("CallbackEditor", () => {
     await flushPromises();
     expect(wrapper.text()).toContain("Name the callback.");
     expect(wrapper.text()).toContain("Enter the endpoint's URL.");
-    expect(api.requests.some((r) => r.route === "POST /v1/groups/g1/callbacks")).toBe(false);
+    expect(api.callsTo("POST /v1/groups/g1/callbacks")).toHaveLength(0);
   });
 
   it("creates a callback and shows the API's 422 at its field", async () => {
     let created: unknown = null;
     const { wrapper } = await setup(CallbackEditor, "/o/o1/g/g1/callbacks/new", {
       "GET /v1/auth/me": me("member"),
-      "POST /v1/groups/g1/callbacks": (body) => {
+      "POST /v1/groups/g1/callbacks": ({ body }) => {
         created = body;
-        return jsonResponse(
-          { error: { code: "validation_error", message: "url: the URL has no host", details: { field: "url", position: 8, code: "invalid_url" } } },
-          422,
-        );
+        return apiError(422, "validation_error", "url: the URL has no host", { field: "url", position: 8, code: "invalid_url" });
       },
     });
     await wrapper.find("#callback-name").setValue("farm");
@@ -107,10 +98,10 @@ describe("CallbackEditor", () => {
     const { wrapper } = await setup(CallbackEditor, "/o/o1/g/g1/callbacks/c1", {
       "GET /v1/auth/me": me("admin"),
       "GET /v1/callbacks/c1/deliveries": EMPTY,
-      "GET /v1/callbacks/c1": () => jsonResponse({ ...storedCallback, version }),
-      "PATCH /v1/callbacks/c1": (body) => {
+      "GET /v1/callbacks/c1": () => json({ ...storedCallback, version }),
+      "PATCH /v1/callbacks/c1": ({ body }) => {
         patches.push(body);
-        return jsonResponse({ ...storedCallback, ...(body as object), version: version + 1 });
+        return json({ ...storedCallback, ...(body as object), version: version + 1 });
       },
     });
     expect(wrapper.find("h1").text()).toBe("farm");
@@ -130,8 +121,8 @@ describe("CallbackEditor", () => {
     const { wrapper } = await setup(CallbackEditor, "/o/o1/g/g1/callbacks/c1", {
       "GET /v1/auth/me": me("member"),
       "GET /v1/callbacks/c1/deliveries": EMPTY,
-      "GET /v1/callbacks/c1": jsonResponse(storedCallback),
-      "PATCH /v1/callbacks/c1": jsonResponse({ error: { code: "forbidden", message: "no" } }, 403),
+      "GET /v1/callbacks/c1": json(storedCallback),
+      "PATCH /v1/callbacks/c1": apiError(403, "forbidden", "no"),
     });
     expect(wrapper.text()).toContain("Only admins may change the secret.");
     await wrapper.find("#callback-enabled").setValue(false);

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { forgetMe } from "@/composables/useRole";
-import { apiError, fakeApi, meWithRole, page, type FakeApi } from "@/testing/fakeRoutes";
+import { apiError, fakeApi, meWithRole, page, type FakeApi } from "@/testing/fakeApi";
 import { mountWithApi } from "@/testing/mountWithApi";
 import DownlinksPage from "./DownlinksPage.vue";
 

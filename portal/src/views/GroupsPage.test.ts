@@ -1,7 +1,7 @@
 import { flushPromises, RouterLinkStub } from "@vue/test-utils";
 import { afterEach, describe, expect, it } from "vitest";
 import { forgetMe } from "@/composables/useRole";
-import { apiError, fakeApi, meWithRole, page, settle } from "@/testing/fakeRoutes";
+import { apiError, fakeApi, meWithRole, page, settle } from "@/testing/fakeApi";
 import { mountWithApi } from "@/testing/mountWithApi";
 import GroupsPage from "./GroupsPage.vue";
 

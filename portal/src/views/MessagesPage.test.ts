@@ -3,8 +3,9 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { defineComponent } from "vue";
 import { createMemoryHistory, createRouter } from "vue-router";
 import { forgetMe } from "@/composables/useRole";
-import { clientKey } from "@/session";
-import { fakeApi, json, openStream, storedMessage, type Answer } from "@/messages/testSupport";
+import { apiError, fakeApi, json, meWithRole, page, type FakeAnswer, type Routes } from "@/testing/fakeApi";
+import { apiProvide } from "@/testing/mountWithApi";
+import { openStream, storedMessage } from "@/testing/samples";
 import MessagesPage from "./MessagesPage.vue";
 
 const Blank = defineComponent({ template: "<div />" });
@@ -29,28 +30,28 @@ function routerAt(path: string) {
   return router;
 }
 
-function me(role: string): Response {
-  return json({ kind: "user", id: "u", email: "a@b.c", label: "a", totp_enabled: false, organizations: [{ organization_id: "o1", organization_name: "o", role }] });
+function me(role: string): FakeAnswer {
+  return meWithRole("o1", role, "o");
 }
 
 const newest = storedMessage({ id: "m2", created_at: "2026-11-27T12:00:02Z" });
 const older = storedMessage({ id: "m1", created_at: "2026-11-27T12:00:01Z", type: "stats" });
 
-async function mountPage(path: string, routes: Record<string, Answer>) {
+async function mountPage(path: string, routes: Routes) {
   const api = fakeApi({
-    "/v1/auth/me": me("member"),
-    "/v1/devices/d1": json({ id: "d1", name: "greenhouse" }),
-    "/v1/groups/g1": json({ id: "g1", name: "field" }),
-    "/v1/devices": json([{ id: "d1", name: "greenhouse" }]),
-    "/v1/messages": json([newest, older], 200, { "x-total": "2" }),
-    "/v1/messages/stream": () => openStream().response,
+    "GET /v1/auth/me": me("member"),
+    "GET /v1/devices/d1": json({ id: "d1", name: "greenhouse" }),
+    "GET /v1/groups/g1": json({ id: "g1", name: "field" }),
+    "GET /v1/devices": json([{ id: "d1", name: "greenhouse" }]),
+    "GET /v1/messages": page([newest, older]),
+    "GET /v1/messages/stream": () => openStream().response,
     ...routes,
   });
   const router = routerAt(path);
   await router.isReady();
   const wrapper = mount({ template: "<RouterView />" }, {
     attachTo: document.body,
-    global: { plugins: [router], provide: { [clientKey as symbol]: api.client } },
+    global: { plugins: [router], provide: apiProvide(api) },
   });
   await flushPromises();
   return { api, wrapper, router };
@@ -82,7 +83,7 @@ describe("MessagesPage", () => {
 
   it("puts new live messages that match the filter on top, highlighted", async () => {
     const server = openStream();
-    const { wrapper } = await mountPage(`${DEVICE}/messages?type=data`, { "/v1/messages/stream": () => server.response });
+    const { wrapper } = await mountPage(`${DEVICE}/messages?type=data`, { "GET /v1/messages/stream": () => server.response });
     await vi.waitFor(() => expect(wrapper.text()).toContain("Live"));
     const fresh = storedMessage({ id: "m3", created_at: "2026-11-27T12:00:03Z" });
     const other = storedMessage({ id: "m4", created_at: "2026-11-27T12:00:04Z", type: "stats" });
@@ -110,7 +111,7 @@ describe("MessagesPage", () => {
   it("deletes the filtered set after a confirmation that says what goes", async () => {
     const deleted = vi.fn(() => json({ deleted: 2 }));
     const { api, wrapper } = await mountPage(`${DEVICE}/messages?type=data`, {
-      "/v1/messages": (_url, init) => (init.method === "DELETE" ? deleted() : json([newest, older], 200, { "x-total": "2" })),
+      "DELETE /v1/messages": deleted,
     });
     await button(wrapper, "Delete filtered…").trigger("click");
     const dialog = wrapper.get("[role=alertdialog]");
@@ -118,8 +119,7 @@ describe("MessagesPage", () => {
     await button(wrapper, "Delete messages").trigger("click");
     await flushPromises();
     expect(deleted).toHaveBeenCalledOnce();
-    const call = api.fetch.mock.calls.find((c) => c[1].method === "DELETE");
-    expect(call?.[0]).toBe("/v1/messages?device_id=d1&type=data");
+    expect(api.callsTo("DELETE /v1/messages").map((call) => call.url)).toEqual(["/v1/messages?device_id=d1&type=data"]);
     expect(wrapper.text()).toContain("Deleted 2 messages.");
     expect(wrapper.find("[role=alertdialog]").exists()).toBe(false);
   });
@@ -127,8 +127,8 @@ describe("MessagesPage", () => {
   it("deletes one message and tells a refused role why", async () => {
     let allowed = false;
     const { wrapper } = await mountPage(`${DEVICE}/messages`, {
-      "/v1/messages/m2": () =>
-        allowed ? new Response(null, { status: 204 }) : json({ error: { code: "forbidden", message: "no", details: null } }, 403),
+      "GET /v1/messages/m2/deliveries": page([]),
+      "DELETE /v1/messages/m2": () => (allowed ? { status: 204 } : apiError(403, "forbidden", "no")),
     });
     await wrapper.get("button.row-toggle").trigger("click");
     await flushPromises();
@@ -143,7 +143,7 @@ describe("MessagesPage", () => {
   });
 
   it("shows the device column on a group's page and hides delete from viewers", async () => {
-    const { wrapper } = await mountPage("/organizations/o1/groups/g1/messages", { "/v1/auth/me": me("viewer") });
+    const { wrapper } = await mountPage("/organizations/o1/groups/g1/messages", { "GET /v1/auth/me": me("viewer") });
     expect(wrapper.get("h1").text()).toBe("Messages of field");
     expect(wrapper.findAll("th").map((th) => th.text())).toContain("Device");
     expect(wrapper.get("tbody.message").text()).toContain("greenhouse");
@@ -152,7 +152,7 @@ describe("MessagesPage", () => {
 
   it("shows the empty state of a filter", async () => {
     const { wrapper } = await mountPage(`${DEVICE}/messages?since=2030-01-01T00:00:00Z`, {
-      "/v1/messages": json([], 200, { "x-total": "0" }),
+      "GET /v1/messages": page([]),
     });
     expect(wrapper.text()).toContain("No messages match this filter.");
   });

@@ -1,7 +1,7 @@
 import { RouterLinkStub } from "@vue/test-utils";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { forgetMe } from "@/composables/useRole";
-import { fakeApi, page, settle } from "@/testing/fakeRoutes";
+import { fakeApi, page, settle } from "@/testing/fakeApi";
 import { mountWithApi } from "@/testing/mountWithApi";
 import OrganizationsPage from "./OrganizationsPage.vue";
 

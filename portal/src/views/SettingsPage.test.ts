@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { forgetMe } from "@/composables/useRole";
-import { fakeApi, meWithRole, page, settle } from "@/testing/fakeRoutes";
+import { fakeApi, meWithRole, page, settle } from "@/testing/fakeApi";
 import { mountWithApi } from "@/testing/mountWithApi";
 import SettingsPage from "./SettingsPage.vue";
 

@@ -3,9 +3,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createMemoryHistory } from "vue-router";
 import { memoryTokenStore } from "@/api";
 import { forgetMe } from "@/composables/useRole";
-import { aDevice, fakeClient, json, type Answer, type Call } from "@/devices/testClient";
 import { makeRouter } from "@/router";
-import { clientKey } from "@/session";
+import { fakeApi, json, meWithRole, type FakeAnswer, type Routes } from "@/testing/fakeApi";
+import { apiProvide } from "@/testing/mountWithApi";
+import { aDevice } from "@/testing/samples";
 import DevicesPage from "./DevicesPage.vue";
 import SessionLogPage from "./SessionLogPage.vue";
 
@@ -13,30 +14,25 @@ afterEach(forgetMe);
 
 const GROUP = "/organizations/o1/groups/g1/devices";
 
-function meAs(role: string): Answer {
-  return json({
-    kind: "user",
-    id: "u1",
-    email: "a@example.com",
-    label: "a",
-    totp_enabled: false,
-    organizations: [{ organization_id: "o1", organization_name: "one", role }],
-  });
+function meAs(role: string): FakeAnswer {
+  return meWithRole("o1", role, "one");
 }
 
-async function mountPage(component: unknown, props: Record<string, string>, route: (call: Call) => Answer, path: string) {
-  const { client, calls } = fakeClient(route);
+async function mountPage(component: unknown, props: Record<string, string>, routes: Routes, path: string) {
+  const api = fakeApi(routes);
   const router = makeRouter(memoryTokenStore("t"), createMemoryHistory());
   await router.push(path);
-  const options = { props, global: { provide: { [clientKey as symbol]: client }, plugins: [router] } };
+  const options = { props, global: { provide: apiProvide(api), plugins: [router] } };
   const wrapper = mount(component as never, options as never);
   await flushPromises();
-  return { wrapper, calls };
+  return { wrapper, calls: api.calls };
 }
 
 describe("DevicesPage", () => {
-  const devices = (role: string) => (call: Call) =>
-    call.url === "/v1/auth/me" ? meAs(role) : call.url.startsWith("/v1/devices?") ? json([aDevice], 200, { "x-total": "1" }) : json([]);
+  const devices = (role: string): Routes => ({
+    "GET /v1/auth/me": meAs(role),
+    "GET /v1/devices": json([aDevice], 200, { "x-total": "1" }),
+  });
 
   it("lists the group's devices with their serial and last seen", async () => {
     const { wrapper } = await mountPage(DevicesPage, { orgId: "o1", groupId: "g1" }, devices("member"), GROUP);
@@ -84,19 +80,16 @@ describe("SessionLogPage", () => {
     detail: null,
     message_id: id === 1 ? "0123abcd-0000-0000-0000-000000000000" : null,
   });
-  const route = (call: Call): Answer => {
-    if (call.url === "/v1/sessions/9") {
-      return json({
-        id: 9, device_id: "d1", organization_id: "o1", envelope: "base64", remote_address: "127.0.0.1", remote_port: 5000,
-        started_at: "2026-11-27T12:00:00Z", last_activity_at: "2026-11-27T12:00:06Z", ended_at: null, end_reason: null,
-        packets_in: 2, packets_out: 1, bytes_in: 480, bytes_out: 20, messages_in: 1, messages_out: 0,
-        attributes: { vendor: "HARDWARIO" },
-      });
-    }
-    if (call.url.startsWith("/v1/sessions/9/log")) {
-      return json([entry(1, "in", "accepted"), entry(2, "out", "ack"), entry(3, "in", "bad_mac")], 200, { "x-total": "3" });
-    }
-    return json([]);
+  const route: Routes = {
+    "GET /v1/sessions/9": json({
+      id: 9, device_id: "d1", organization_id: "o1", envelope: "base64", remote_address: "127.0.0.1", remote_port: 5000,
+      started_at: "2026-11-27T12:00:00Z", last_activity_at: "2026-11-27T12:00:06Z", ended_at: null, end_reason: null,
+      packets_in: 2, packets_out: 1, bytes_in: 480, bytes_out: 20, messages_in: 1, messages_out: 0,
+      attributes: { vendor: "HARDWARIO" },
+    }),
+    "GET /v1/sessions/9/log": json([entry(1, "in", "accepted"), entry(2, "out", "ack"), entry(3, "in", "bad_mac")], 200, {
+      "x-total": "3",
+    }),
   };
 
   it("shows the counters, the attributes and the log with trouble marked", async () => {

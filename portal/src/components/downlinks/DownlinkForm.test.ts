@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { apiError, fakeApi, settle } from "@/testing/fakeRoutes";
+import { apiError, fakeApi, settle } from "@/testing/fakeApi";
 import { mountWithApi } from "@/testing/mountWithApi";
 import DownlinkForm from "./DownlinkForm.vue";
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { apiError, fakeApi, page, settle } from "@/testing/fakeRoutes";
+import { apiError, fakeApi, page, settle } from "@/testing/fakeApi";
 import { mountWithApi } from "@/testing/mountWithApi";
 import ApiKeysPanel from "./ApiKeysPanel.vue";
 
