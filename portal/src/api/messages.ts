@@ -9,6 +9,7 @@
  */
 
 import type { ApiClient, Page, Query } from "./client";
+import type { DeliveryLog } from "./callbacks";
 import type { Message, MessageType } from "./types";
 export { MESSAGE_TYPES } from "./types";
 
@@ -32,37 +33,6 @@ export interface MessagePaging {
 }
 
 export type MessageExportFormat = "csv" | "ndjson";
-
-export interface MessageDeliveryAttempt {
-  id: number;
-  at: string;
-  duration_ms: number | null;
-  outcome: string;
-  /** method, url, headers (secrets redacted), body (4 KB) */
-  request: unknown;
-  /** status, headers, body (4 KB); null when the endpoint did not answer */
-  response: { status?: number; headers?: Record<string, string>; body?: unknown } | null;
-  error: string | null;
-}
-
-export type MessageDeliveryState = "pending" | "delivering" | "succeeded" | "failed" | "skipped" | "cancelled";
-
-/** A message's delivery to one callback of its group, with every attempt. */
-export interface MessageDelivery {
-  id: string;
-  organization_id: string;
-  callback_id: string;
-  callback_name: string;
-  message_id: string;
-  state: MessageDeliveryState;
-  attempts: number;
-  next_attempt_at: string | null;
-  last_status: number | null;
-  last_error: string | null;
-  created_at: string;
-  updated_at: string;
-  attempt_log: MessageDeliveryAttempt[];
-}
 
 export function scopeQuery(scope: MessageScope): Query {
   return "deviceId" in scope ? { device_id: scope.deviceId } : { group_id: scope.groupId };
@@ -128,8 +98,8 @@ export function listMessageDeliveries(
   client: ApiClient,
   messageId: string,
   paging: MessagePaging = {},
-): Promise<Page<MessageDelivery>> {
-  return client.list<MessageDelivery>(`/v1/messages/${encodeURIComponent(messageId)}/deliveries`, { ...paging });
+): Promise<Page<DeliveryLog>> {
+  return client.list<DeliveryLog>(`/v1/messages/${encodeURIComponent(messageId)}/deliveries`, { ...paging });
 }
 
 /**

@@ -21,7 +21,7 @@ const delivery = {
   updated_at: "2026-11-27T12:00:03Z",
   attempt_log: [
     { id: 1, at: "2026-11-27T12:00:01Z", duration_ms: 10, outcome: "failure", request: {}, response: { status: 503, body: "busy" }, error: null },
-    { id: 2, at: "2026-11-27T12:00:03Z", duration_ms: 12, outcome: "failure", request: {}, response: { status: 500, body: { oops: true } }, error: null },
+    { id: 2, at: "2026-11-27T12:00:03Z", duration_ms: 12, outcome: "failure", request: {}, response: { status: 500, body: '{"oops":true}', body_encoding: "utf-8" }, error: null },
   ],
 };
 
