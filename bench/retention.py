@@ -45,7 +45,8 @@ TIME_LIMIT = 300.0  # seconds for the whole run
 FILL = """
 INSERT INTO messages (id, created_at, organization_id, group_id, device_id, session_id,
                       type, direction, body, raw, decode_state)
-SELECT gen_random_uuid(), now() - make_interval(days => CAST(:age AS integer)) - g * interval '1 second',
+SELECT gen_random_uuid(),
+       now() - make_interval(days => CAST(:age AS integer)) - g * interval '1 second',
        :organization, :group, (CAST(:devices AS uuid[]))[1 + g % 100], NULL, 'data', 'up',
        jsonb_build_object('temperature', 20 + g % 10, 'n', g), '\\x0102030405'::bytea, 'decoded'
 FROM generate_series(1, CAST(:rows AS integer)) AS g
