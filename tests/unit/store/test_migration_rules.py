@@ -80,7 +80,7 @@ def test_there_are_revisions_to_check() -> None:
     assert [path.name[:4] for path in _revisions()][:1] == ["0006"]
 
 
-BAD = '''
+BAD = """
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch:
         batch.drop_column("label")
@@ -92,7 +92,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("anything")
-'''
+"""
 
 
 def test_the_check_sees_drops_renames_and_raw_sql_in_upgrade_only() -> None:
