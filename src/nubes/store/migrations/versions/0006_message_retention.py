@@ -8,7 +8,9 @@ One column with a server default, so rows need no backfill and processes
 of the previous version keep inserting organizations meanwhile (they do
 not name the column; the default fills it). On PostgreSQL 11 and later,
 adding a column with a constant default rewrites nothing; the check scans
-`organizations`, which is small. SQLite rebuilds the table (batch mode).
+`organizations`, which is small. SQLite rebuilds the table (batch mode)
+from the table as 0001 made it, given here, so that no reflection is needed
+and `alembic upgrade --sql` can render the rebuild too.
 """
 
 from __future__ import annotations
@@ -23,9 +25,19 @@ down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+ORGANIZATIONS_0005 = sa.Table(
+    "organizations",
+    sa.MetaData(),
+    sa.Column("id", sa.Uuid(), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_organizations"),
+    sa.UniqueConstraint("name", name="uq_organizations_name"),
+)
+
 
 def upgrade() -> None:
-    with op.batch_alter_table("organizations") as batch:
+    with op.batch_alter_table("organizations", copy_from=ORGANIZATIONS_0005) as batch:
         batch.add_column(
             sa.Column("message_retention_days", sa.Integer(), server_default="90", nullable=False)
         )
