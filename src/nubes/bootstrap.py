@@ -43,6 +43,7 @@ from nubes.pipeline.live import Live, MemoryLive, RedisLive
 from nubes.pipeline.rabbitmq import RabbitBroker
 from nubes.pipeline.worker import STORE_QUEUE, Worker
 from nubes.store.database import Database
+from nubes.store.retention import Retention
 
 if TYPE_CHECKING:  # the API's modules load only in processes that serve it
     from nubes.api.metrics import HttpStats
@@ -248,6 +249,9 @@ class Runtime:
             self.adapters.broker,
             self.settings.worker_prefetch,
             live=self.adapters.live,
+            retention=Retention(
+                self.adapters.database.engine, batch_size=self.settings.retention_batch_size
+            ),
         )
         await self.worker.start()
         self._stops.append(self.worker.close)

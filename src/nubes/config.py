@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     device_idle_seconds: float = Field(default=86_400.0, gt=0)
     # At most this many devices keep transfer state in one gateway (LRU beyond).
     max_device_links: int = Field(default=200_000, ge=1)
+    # Retention deletes expired messages and log rows at most this many per
+    # statement (one short transaction each; see docs/deploy.md).
+    retention_batch_size: int = Field(default=5_000, ge=100, le=50_000)
     # Downlinks not delivered within this many days expire.
     downlink_expiry_days: int = Field(default=30, ge=1)
     # How long an access token from `POST /v1/auth/login` stays valid.

@@ -46,6 +46,7 @@ from nubes.pipeline.rows import (
 from nubes.services.downlinks import expire_downlinks
 from nubes.store import tables as t
 from nubes.store.ingest import Changes, Ingest, Row
+from nubes.store.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,15 @@ class Worker:
     """Consumes `uplink`, writes the database, publishes `message.stored`."""
 
     def __init__(
-        self, engine: AsyncEngine, broker: Broker, prefetch: int, live: Live | None = None
+        self,
+        engine: AsyncEngine,
+        broker: Broker,
+        prefetch: int,
+        live: Live | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self._engine = engine
+        self._retention = retention or Retention(engine)
         self._broker = broker
         self._live = live
         self._prefetch = prefetch
@@ -110,11 +117,15 @@ class Worker:
         return written
 
     async def tidy(self) -> None:
-        """Housekeeping: expire old downlinks, forget batch ids older than a day."""
+        """Housekeeping: expire old downlinks, forget batch ids older than a day,
+        delete what is older than each organization's retention."""
         expired = await expire_downlinks(self._engine)
         if expired:
             log.info("%d downlinks expired", expired)
         await self._ingest.forget_batches(datetime.now(UTC) - BATCH_MEMORY)
+        report = await self._retention.run()
+        if report.unfinished:
+            log.info("retention: more expired rows left for the next run")
 
     async def handle(self, body: bytes) -> None:
         """One broker message: returns (and is acked) once its batch is committed.

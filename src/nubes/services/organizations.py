@@ -13,7 +13,7 @@ business: it knows the caller's level; this module knows the rows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,9 @@ from nubes.store import tables as t
 
 ORGANIZATION_SORT_FIELDS = ("name", "created_at")
 MEMBER_SORT_FIELDS = ("email", "role", "created_at")
+# The column's server default (migration 0006).
+DEFAULT_RETENTION_DAYS = 90
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 3650  # the column's check constraint
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,27 +105,49 @@ async def create_organization(engine: AsyncEngine, name: str, actor: audit.Actor
             )  # fmt: skip
     except IntegrityError as err:
         raise StoreError(f"an organization named {name!r} exists") from err
-    return {"id": organization_id, "name": name, "created_at": now}
+    return {
+        "id": organization_id,
+        "name": name,
+        "created_at": now,
+        "message_retention_days": DEFAULT_RETENTION_DAYS,
+    }
 
 
-async def rename_organization(
-    engine: AsyncEngine, organization_id: uuid.UUID, name: str, actor: audit.Actor
+async def update_organization(
+    engine: AsyncEngine, organization_id: uuid.UUID, changes: Mapping[str, Any], actor: audit.Actor
 ) -> dict[str, Any]:
+    """Changes the name and/or `message_retention_days`.
+
+    The audit entry holds each changed field's new value and, under `was`,
+    the old one (neither is a secret); a rename alone keeps the shape it had
+    before retention existed: `{"name": new, "was": old}`.
+    """
+    days = changes.get("message_retention_days", DEFAULT_RETENTION_DAYS)
+    if not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"message_retention_days must be {MIN_RETENTION_DAYS}..{MAX_RETENTION_DAYS}"
+        )
     o = t.organizations
     try:
         async with engine.begin() as conn:
             before = await find_organization(conn, organization_id)
             if before is None:
                 raise NotFound("organization not found")
-            await conn.execute(sa.update(o).where(o.c.id == organization_id).values(name=name))
-            details = {"name": name, "was": before["name"]}
-            await audit.record(
-                conn, actor, organization_id, "organization.update", "organization",
-                organization_id, details,
-            )  # fmt: skip
+            if changes:
+                await conn.execute(sa.update(o).where(o.c.id == organization_id).values(**changes))
+                await audit.record(
+                    conn, actor, organization_id, "organization.update", "organization",
+                    organization_id, _update_details(before, changes),
+                )  # fmt: skip
     except IntegrityError as err:
-        raise StoreError(f"an organization named {name!r} exists") from err
-    return {**before, "name": name}
+        raise StoreError(f"an organization named {changes.get('name')!r} exists") from err
+    return {**before, **changes}
+
+
+def _update_details(before: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    if set(changes) == {"name"}:
+        return {"name": changes["name"], "was": before["name"]}
+    return {**changes, "was": {field: before[field] for field in changes}}
 
 
 # --- members ----------------------------------------------------------------------

@@ -78,6 +78,10 @@ organizations = sa.Table(
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     _created_at(),
+    # Messages, their deliveries and the communication log older than this
+    # are deleted (`nubes.store.retention`).
+    sa.Column("message_retention_days", sa.Integer(), nullable=False, server_default="90"),
+    sa.CheckConstraint("message_retention_days BETWEEN 1 AND 3650", name="message_retention_days"),
 )
 
 groups = sa.Table(

@@ -307,3 +307,58 @@ async def test_the_audit_log_needs_admin_is_newest_first_and_filters(api: Api) -
     assert before.headers["x-total"] == "0"
     asc = await api.client.get(_path(api, "/audit"), headers=headers, params={"sort_order": "asc"})
     assert [e["action"] for e in asc.json()] == list(reversed(actions))
+
+
+async def test_message_retention_is_shown_changed_and_audited(api: Api) -> None:
+    shown = await api.client.get(_path(api), headers=api.a.headers("read"))
+    assert shown.json()["message_retention_days"] == 90
+    patched = await api.client.patch(
+        _path(api), headers=api.a.headers("admin"), json={"message_retention_days": 30}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json() == {**shown.json(), "message_retention_days": 30}
+    singular = f"/v1/organization/{api.a.organization_id}"
+    shown = await api.client.get(singular, headers=api.a.headers("read"))
+    assert shown.json()["message_retention_days"] == 30
+    renamed = await api.client.patch(_path(api), headers=api.a.headers("admin"), json={"name": "z"})
+    assert renamed.json()["message_retention_days"] == 30
+    log = await api.client.get(
+        _path(api, "/audit"), headers=api.a.headers("admin"), params={"action": "organization"}
+    )
+    details = [entry["details"] for entry in log.json()]
+    assert details[:2] == [
+        {"name": "z", "was": "tenant-a"},
+        {"message_retention_days": 30, "was": {"message_retention_days": 90}},
+    ]
+
+
+@pytest.mark.parametrize("days", [0, -1, 3651, 100_000, 1.5, "30", True, None])
+async def test_message_retention_out_of_range_is_422(api: Api, days: object) -> None:
+    response = await api.client.patch(
+        _path(api), headers=api.a.headers("admin"), json={"message_retention_days": days}
+    )
+    if days is None:  # null: left as it is
+        assert response.status_code == 200
+        assert response.json()["message_retention_days"] == 90
+        return
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+    shown = await api.client.get(_path(api), headers=api.a.headers("read"))
+    assert shown.json()["message_retention_days"] == 90
+
+
+async def test_only_admins_change_the_retention(api: Api) -> None:
+    member = await _signed_in(api, "mia@example.com", "member")
+    for headers in (member, api.a.headers("write")):
+        response = await api.client.patch(
+            _path(api), headers=headers, json={"message_retention_days": 7}
+        )
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+    other = await api.client.patch(
+        _path(api), headers=api.b.headers("admin"), json={"message_retention_days": 7}
+    )
+    assert other.status_code == 404
+    admin = await _signed_in(api, "ada@example.com", "admin")
+    allowed = await api.client.patch(_path(api), headers=admin, json={"message_retention_days": 7})
+    assert allowed.json()["message_retention_days"] == 7

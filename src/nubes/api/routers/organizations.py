@@ -1,10 +1,11 @@
 """Organizations, their members and their audit log.
 
 `GET /v1/organizations` lists the caller's organizations (v1 shape: `id`,
-`name`, `created_at`). A signed-in user creates organizations and becomes
-their owner; API keys belong to one organization and cannot. Renaming
-needs admin access, as do members and the audit log; only owners grant or
-take away `owner`, and the last owner stays (409).
+`name`, `created_at`); one organization also shows its
+`message_retention_days`. A signed-in user creates organizations and becomes
+their owner; API keys belong to one organization and cannot. Renaming and
+changing the retention need admin access, as do members and the audit log;
+only owners grant or take away `owner`, and the last owner stays (409).
 
 Adding a member names an existing user by email; with a `password` too, a
 user who does not exist yet is created (the password of an existing user is
@@ -33,6 +34,17 @@ Role = Literal["owner", "admin", "member", "viewer"]
 OrganizationId = Annotated[uuid.UUID, Path(description="The organization's id")]
 UserId = Annotated[uuid.UUID, Path(description="The member's user id")]
 OrganizationName = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
+RetentionDays = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=3650,
+        description="Messages, their callback deliveries and the communication log "
+        "older than this many days are deleted (default 90)",
+        examples=[90],
+    ),
+]
 
 
 def _conflict(what: str) -> dict[int | str, dict[str, Any]]:
@@ -45,12 +57,24 @@ class Organization(BaseModel):
     created_at: datetime
 
 
+class OrganizationDetail(Organization):
+    message_retention_days: RetentionDays
+
+
 class OrganizationCreate(BaseModel):
     name: OrganizationName
 
 
 class OrganizationUpdate(BaseModel):
     name: OrganizationName
+    message_retention_days: RetentionDays | None = None
+
+
+class OrganizationPatch(BaseModel):
+    """The fields to change; those left out (or null) stay as they are."""
+
+    name: OrganizationName | None = None
+    message_retention_days: RetentionDays | None = None
 
 
 class Member(BaseModel):
@@ -137,16 +161,16 @@ async def list_organizations(
     "/v1/organizations",
     status_code=201,
     summary="Create an organization (signed-in users; you become its owner)",
-    response_model=Organization,
+    response_model=OrganizationDetail,
     responses=_conflict("The name is taken"),
 )
 async def create_organization(
     body: OrganizationCreate, principal: PrincipalDep, ctx: ContextDep
-) -> Organization:
+) -> OrganizationDetail:
     if principal.kind != "user":
         raise forbidden("only a signed-in user can create organizations, not an API key")
     row = await service.create_organization(ctx.engine, body.name, principal.actor)
-    return Organization.model_validate(row)
+    return OrganizationDetail.model_validate(row)
 
 
 async def _organization(
@@ -163,37 +187,42 @@ async def _organization(
 @router.get(
     "/v1/organizations/{organization_id}",
     summary="Show an organization",
-    response_model=Organization,
+    response_model=OrganizationDetail,
 )
 @router.get(
     "/v1/organization/{organization_id}",
     summary="Show an organization (v1 path)",
-    response_model=Organization,
+    response_model=OrganizationDetail,
 )
 async def get_organization(
     organization_id: OrganizationId, principal: PrincipalDep, ctx: ContextDep
-) -> Organization:
-    return Organization.model_validate(await _organization(ctx, principal, organization_id, READ))
+) -> OrganizationDetail:
+    row = await _organization(ctx, principal, organization_id, READ)
+    return OrganizationDetail.model_validate(row)
 
 
-async def _rename(
-    organization_id: uuid.UUID, body: OrganizationUpdate, principal: Principal, ctx: ContextDep
-) -> Organization:
+async def _update(
+    organization_id: uuid.UUID,
+    body: OrganizationUpdate | OrganizationPatch,
+    principal: Principal,
+    ctx: ContextDep,
+) -> OrganizationDetail:
     await _organization(ctx, principal, organization_id, ADMIN)
-    row = await service.rename_organization(ctx.engine, organization_id, body.name, principal.actor)
-    return Organization.model_validate(row)
+    changes = {key: value for key, value in body.model_dump().items() if value is not None}
+    row = await service.update_organization(ctx.engine, organization_id, changes, principal.actor)
+    return OrganizationDetail.model_validate(row)
 
 
 @router.put(
     "/v1/organizations/{organization_id}",
-    summary="Rename an organization (admin access)",
-    response_model=Organization,
+    summary="Rename an organization, optionally changing its retention (admin access)",
+    response_model=OrganizationDetail,
     responses=_conflict("The name is taken"),
 )
 @router.put(
     "/v1/organization/{organization_id}",
     summary="Rename an organization (v1 path; admin access)",
-    response_model=Organization,
+    response_model=OrganizationDetail,
     responses=_conflict("The name is taken"),
 )
 async def put_organization(
@@ -201,23 +230,23 @@ async def put_organization(
     body: OrganizationUpdate,
     principal: PrincipalDep,
     ctx: ContextDep,
-) -> Organization:
-    return await _rename(organization_id, body, principal, ctx)
+) -> OrganizationDetail:
+    return await _update(organization_id, body, principal, ctx)
 
 
 @router.patch(
     "/v1/organizations/{organization_id}",
-    summary="Rename an organization (admin access)",
-    response_model=Organization,
+    summary="Rename an organization or change its message retention (admin access)",
+    response_model=OrganizationDetail,
     responses=_conflict("The name is taken"),
 )
 async def patch_organization(
     organization_id: OrganizationId,
-    body: OrganizationUpdate,
+    body: OrganizationPatch,
     principal: PrincipalDep,
     ctx: ContextDep,
-) -> Organization:
-    return await _rename(organization_id, body, principal, ctx)
+) -> OrganizationDetail:
+    return await _update(organization_id, body, principal, ctx)
 
 
 # --- members ----------------------------------------------------------------------
