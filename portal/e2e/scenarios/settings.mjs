@@ -134,6 +134,15 @@ export default async function settings(ctx) {
   await page.waitForURL(/\/settings$/);
   await page.getByRole("heading", { name: `Settings of ${ctx.user.organization}` }).waitFor();
 
+  ctx.begin("retention: keep messages 30 days");
+  await page.getByLabel("Keep messages for (days)").fill("30");
+  await page.getByText("Shortening deletes what is older than 30 days.").waitFor();
+  await page.locator("form[aria-labelledby=retention-title]").getByRole("button", { name: "Save" }).click();
+  await page.getByText("Saved.").waitFor();
+  const { org } = await ctx.organization();
+  const shown = await ctx.api("GET", `/v1/organizations/${org.id}`);
+  ctx.check(shown.message_retention_days === 30, `retention is ${shown.message_retention_days}`);
+
   await manageMembers(ctx);
   await manageKeys(ctx);
   await readAudit(ctx);

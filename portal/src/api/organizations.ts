@@ -78,6 +78,11 @@ export function renameOrganization(client: ApiClient, id: string, name: string):
   return client.patch<Organization>(orgPath(id), { name });
 }
 
+/** How many days the organization's messages (and logs) are kept: 1 to 3650. */
+export function setMessageRetention(client: ApiClient, id: string, days: number): Promise<Organization> {
+  return client.patch<Organization>(orgPath(id), { message_retention_days: days });
+}
+
 // --- groups --------------------------------------------------------------------
 
 export function createGroup(client: ApiClient, organizationId: string, name: string): Promise<Group> {

@@ -25,6 +25,8 @@ export interface Organization {
   id: string;
   name: string;
   created_at: string;
+  /** Days messages are kept (shown by `GET /v1/organizations/{id}`, not by the list). */
+  message_retention_days?: number;
 }
 
 export interface Group {
