@@ -416,7 +416,10 @@ class Dispatcher:
         keep = deliveries[:1] if won else []
         await self._give_back(deliveries[len(keep) :])
         if won:
-            log.info("callback %s: probing its endpoint", deliveries[0].callback_id)
+            callback_id = deliveries[0].callback_id
+            log.info(
+                "callback %s: probing its endpoint", callback_id, extra={"callback_id": callback_id}
+            )
         return keep
 
     def _spawn(
@@ -463,7 +466,16 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as err:  # the edge of a task: a bug must not lose the delivery
-            log.exception("delivery %s failed unexpectedly", delivery.id)
+            log.exception(
+                "delivery %s failed unexpectedly",
+                delivery.id,
+                extra={
+                    "delivery_id": delivery.id,
+                    "callback_id": delivery.callback_id,
+                    "message_id": delivery.message_id,
+                    "organization_id": delivery.organization_id,
+                },
+            )
             return attempt.final(delivery, _now(), f"internal error: {err!r}")
 
     async def _try(
@@ -508,7 +520,12 @@ class Dispatcher:
 
     def _breaker(self, callback_id: uuid.UUID, until: datetime | None) -> None:
         if until is not None and self._paused.get(callback_id) is None:
-            log.warning("callback %s keeps failing: paused until %s", callback_id, until)
+            log.warning(
+                "callback %s keeps failing: paused until %s",
+                callback_id,
+                until,
+                extra={"callback_id": callback_id},
+            )
         if until is not None:
             self._wake_at(until)
         self._paused[callback_id] = until

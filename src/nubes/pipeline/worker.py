@@ -298,7 +298,12 @@ class Worker:
             kind, name, document = codec.kind, codec.name, without_nul(codec.document)
             self._codecs.remember(organization_id, codec_hash, codec)
         except CodecError as err:
-            log.warning("device %s uploaded a codec Nubes cannot use: %s", row["device_id"], err)
+            log.warning(
+                "device %s uploaded a codec Nubes cannot use: %s",
+                row["device_id"],
+                err,
+                extra={"device_id": row["device_id"], "message_id": row.get("id")},
+            )
             kind, name, note = row["type"], f"(unusable {row['type']} {codec_hash})", str(err)
             document = None
         changes.codecs.append(

@@ -414,11 +414,14 @@ def unusable_upload() -> tuple[str, bytes]:
 
 
 async def test_an_unusable_codec_is_kept_with_the_reason(
-    worker: Worker, engine: AsyncEngine, device: Device
+    worker: Worker, engine: AsyncEngine, device: Device, caplog: pytest.LogCaptureFixture
 ) -> None:
     hex_hash, raw = unusable_upload()
     upload = uplink(device, raw)
     await worker.handle(encode_batch([upload]))
+    (warning,) = [r for r in caplog.records if "cannot use" in r.getMessage()]
+    assert warning.__dict__["device_id"] == device.id  # a field of the JSON log line
+    assert warning.__dict__["message_id"] == (await message(engine, upload))["id"]
     (row,) = await select(engine, sa.select(t.codecs))
     assert (row["kind"], row["hash"], row["name"]) == (
         "decoder",
