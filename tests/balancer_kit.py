@@ -64,15 +64,18 @@ class Balancer(asyncio.DatagramProtocol):
             self._next_client += 1
             self._clients[addr] = client
         client.datagrams += 1
-        if self.mode == "round-robin" and client.datagrams > 1:
-            self._move(client)
-        elif self.mode == "remap-after" and client.datagrams % self.every == 0:
+        if self._moves(client):
             self._move(client)
         self.counters[f"to backend {client.backend}"] += 1
         try:
             self._upstream(addr, client).send(data)
         except OSError:
             self.counters["dropped"] += 1
+
+    def _moves(self, client: _Client) -> bool:
+        if self.mode == "round-robin":
+            return client.datagrams > 1
+        return self.mode == "remap-after" and client.datagrams % self.every == 0
 
     def _move(self, client: _Client) -> None:
         client.backend = (client.backend + 1) % len(self.backends)
