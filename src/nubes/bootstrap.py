@@ -71,7 +71,7 @@ def build_broker(settings: Settings) -> Broker:
     if url == "memory://":
         return MemoryBroker()
     if url.startswith(("amqp://", "amqps://")):
-        return RabbitBroker(url, settings.broker_prefix)
+        return RabbitBroker(url, settings.broker_prefix, queue_type=settings.broker_queue_type)
     raise ConfigError(f"NUBES_BROKER_URL must be memory:// or amqp(s)://, not {url!r}")
 
 
@@ -85,9 +85,11 @@ def build_cache(settings: Settings) -> Cache:
 
 
 def build_gateway_state(settings: Settings) -> SharedState:
-    """Link snapshots in Redis when there is one (several gateways), else nothing shared."""
-    if settings.redis_url == "memory://":
+    """Link snapshots in Redis for several gateways (NUBES_GATEWAY_SHARED_STATE)."""
+    if not settings.gateway_shared_state:
         return LocalState()
+    if settings.redis_url == "memory://":
+        raise ConfigError("NUBES_GATEWAY_SHARED_STATE needs Redis (NUBES_REDIS_URL=redis://…)")
     return RedisState(settings.redis_url, settings.cache_prefix, settings.device_idle_seconds)
 
 

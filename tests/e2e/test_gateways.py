@@ -74,8 +74,9 @@ def _run(
     mode: str,
     every: int,
 ) -> Any:
-    first = nubes_factory(production_env)
-    second = nubes_factory(production_env)
+    env = {**production_env, "NUBES_GATEWAY_SHARED_STATE": "true"}
+    first = nubes_factory(env)
+    second = nubes_factory(env)
     first.run("migrate")
     first.start("worker")
     second.start("worker")

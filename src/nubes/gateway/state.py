@@ -225,6 +225,15 @@ class LocalState:
         return None
 
 
+_SAVE = """
+local ttl = ARGV[1]
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'PX', ttl)
+end
+return #KEYS
+"""
+
+
 class RedisState:
     """Snapshots as Redis strings with a TTL; takeovers on a pub/sub channel."""
 
@@ -239,6 +248,7 @@ class RedisState:
         self._channel = f"{prefix}:gateway:takeover"
         self.owner = uuid.uuid4().hex[:12]
         self._listener: asyncio.Task[None] | None = None
+        self._save_script = self._client.register_script(_SAVE)
 
     def _key(self, serial: int) -> str:
         return f"{self._prefix}:gateway:link:{serial}"
@@ -268,10 +278,10 @@ class RedisState:
         return value if isinstance(value, bytes) else None
 
     async def save(self, snapshots: list[tuple[int, bytes]]) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for serial, raw in snapshots:
-                pipe.set(self._key(serial), raw, px=self._ttl_ms)
-            await pipe.execute()
+        # One command for the whole batch: redis-py spends far more per
+        # command than per argument (a pipeline of SETs halved the gateway).
+        keys = [self._key(serial) for serial, _ in snapshots]
+        await self._save_script(keys=keys, args=[self._ttl_ms, *(raw for _, raw in snapshots)])
 
     async def takeover(self, serial: int) -> None:
         try:
