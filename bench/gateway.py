@@ -173,12 +173,16 @@ async def bench_baseline(devices: int, duration: float) -> float:
     return result.rate
 
 
-async def bench_gateway_alone(devices: int, duration: float, baseline: float, tmp: Path) -> float:
+async def bench_gateway_alone(
+    devices: int, duration: float, baseline: float, tmp: Path, redis_url: str | None = None
+) -> float:
     url = f"sqlite+aiosqlite:///{tmp / 'gateway-only.db'}"
     serials = list(range(FIRST_SERIAL, FIRST_SERIAL + devices))
     await prepare(url, serials)
     port = free_port()
     args = [PYTHON, "bench/gateway_only.py", "--database-url", url, "--port", str(port)]
+    if redis_url:
+        args += ["--redis-url", redis_url]
     with process(args, ready="ready") as proc:
         await run_load("127.0.0.1", port, serials, duration=1.0)  # warm-up: links, downlink checks
         before = cpu_seconds(proc.pid)
@@ -186,7 +190,8 @@ async def bench_gateway_alone(devices: int, duration: float, baseline: float, tm
             "127.0.0.1", port, serials, duration=duration, prepare=_prepared(devices, duration)
         )
         cpu = (cpu_seconds(proc.pid) - before) / result.elapsed
-    report("2. gateway alone, answered single-fragment uplinks", result, baseline)
+    name = "2. gateway alone" + (", link state shared in Redis" if redis_url else "")
+    report(f"{name}, answered single-fragment uplinks", result, baseline)
     print(
         f"   gateway CPU {cpu:.0%} of one core: {result.rate / max(cpu, 0.01):,.0f} uplinks/s "
         "per fully used core",
@@ -318,6 +323,11 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         baseline = await bench_baseline(args.devices, args.phase)
         await bench_gateway_alone(args.devices, args.phase, baseline, Path(tmp))
+        if args.shared_state:
+            redis = "redis://127.0.0.1:6379/0"
+            shared = Path(tmp) / "shared"
+            shared.mkdir()
+            await bench_gateway_alone(args.devices, args.phase, baseline, shared, redis)
     await bench_end_to_end(args.devices, args.sustain, args.workers, args.latency)
 
 
@@ -332,6 +342,11 @@ if __name__ == "__main__":
     parser.add_argument("--sustain", type=float, default=60.0, help="seconds of the end-to-end run")
     parser.add_argument("--latency", type=float, default=20.0, help="seconds of the latency run")
     parser.add_argument("--workers", type=int, default=1, help="`nubes worker` processes")
+    parser.add_argument(
+        "--shared-state",
+        action="store_true",
+        help="phase 2 again with link state shared in Redis (several gateways)",
+    )
     parser.add_argument("--quick", action="store_true", help="2-second phases (smoke test)")
     arguments = parser.parse_args()
     if arguments.quick:

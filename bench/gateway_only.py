@@ -4,7 +4,9 @@ Devices come from a SQLite database as in production (the directory loads
 them); completed uplinks go to the in-process broker, whose only consumer
 drops them. What is measured is therefore the gateway's own work per
 datagram: base64, MAC, transfer state machine, translation, batching, the
-communication-log records and the answer.
+communication-log records and the answer. With `--redis-url` the link
+snapshots of several gateways (nubes.gateway.state) are saved to that Redis
+too, to measure what sharing the state costs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nubes.gateway.endpoint import open_mac_endpoint
 from nubes.gateway.publisher import Publisher
 from nubes.gateway.service import Gateway
 from nubes.gateway.sessions import SessionIds
+from nubes.gateway.state import LocalState, RedisState, SharedState
 from nubes.pipeline.broker import UPLINK, MemoryBroker
 from nubes.pipeline.cache import MemoryCache
 from nubes.store.database import Database
@@ -29,7 +32,7 @@ async def discard(body: bytes) -> None:
     return None
 
 
-async def main(database_url: str, port: int) -> None:
+async def main(database_url: str, port: int, redis_url: str | None) -> None:
     settings = Settings()
     database = Database(database_url)
     broker = MemoryBroker()
@@ -43,6 +46,9 @@ async def main(database_url: str, port: int) -> None:
     )
     session_ids = SessionIds(MemoryCache(), database.engine)
     await session_ids.start()
+    state: SharedState = LocalState()
+    if redis_url:
+        state = RedisState(redis_url, "benchstate", ttl_seconds=300)
     gateway = Gateway(
         engine=database.engine,
         directory=directory,
@@ -51,7 +57,9 @@ async def main(database_url: str, port: int) -> None:
         publish_timeout=settings.publish_timeout_seconds,
         idle_seconds=settings.device_idle_seconds,
         max_links=settings.max_device_links,
+        state=state,
     )
+    await state.start(gateway.on_takeover)
     await open_mac_endpoint(gateway, "127.0.0.1", port, base64=True)
     print(f"ready {len(directory)}", flush=True)
     await asyncio.Event().wait()
@@ -61,5 +69,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--redis-url", help="share link state through this Redis")
     args = parser.parse_args()
-    uvloop.run(main(args.database_url, args.port))
+    uvloop.run(main(args.database_url, args.port, args.redis_url))

@@ -35,6 +35,7 @@ from nubes.gateway.endpoint import open_mac_endpoint
 from nubes.gateway.publisher import Publisher
 from nubes.gateway.service import Gateway
 from nubes.gateway.sessions import SessionIds
+from nubes.gateway.state import LocalState, RedisState, SharedState
 from nubes.ops import Check, OpsServer
 from nubes.pipeline import metrics as worker_metrics
 from nubes.pipeline.broker import UPLINK, Broker, MemoryBroker
@@ -70,7 +71,7 @@ def build_broker(settings: Settings) -> Broker:
     if url == "memory://":
         return MemoryBroker()
     if url.startswith(("amqp://", "amqps://")):
-        return RabbitBroker(url, settings.broker_prefix)
+        return RabbitBroker(url, settings.broker_prefix, queue_type=settings.broker_queue_type)
     raise ConfigError(f"NUBES_BROKER_URL must be memory:// or amqp(s)://, not {url!r}")
 
 
@@ -81,6 +82,15 @@ def build_cache(settings: Settings) -> Cache:
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisCache(url, settings.cache_prefix)
     raise ConfigError(f"NUBES_REDIS_URL must be memory:// or redis://, not {url!r}")
+
+
+def build_gateway_state(settings: Settings) -> SharedState:
+    """Link snapshots in Redis for several gateways (NUBES_GATEWAY_SHARED_STATE)."""
+    if not settings.gateway_shared_state:
+        return LocalState()
+    if settings.redis_url == "memory://":
+        raise ConfigError("NUBES_GATEWAY_SHARED_STATE needs Redis (NUBES_REDIS_URL=redis://…)")
+    return RedisState(settings.redis_url, settings.cache_prefix, settings.device_idle_seconds)
 
 
 def build_live(settings: Settings) -> Live:
@@ -286,6 +296,8 @@ class Runtime:
         self._stops.append(publisher.close)
         session_ids = SessionIds(adapters.cache, engine)
         await session_ids.start()
+        state = build_gateway_state(settings)
+        self._stops.append(state.close)
         self.gateway = Gateway(
             engine=engine,
             directory=directory,
@@ -294,7 +306,9 @@ class Runtime:
             publish_timeout=settings.publish_timeout_seconds,
             idle_seconds=settings.device_idle_seconds,
             max_links=settings.max_device_links,
+            state=state,
         )
+        await state.start(self.gateway.on_takeover)
         self._stops.append(self.gateway.close)
         for port, base64 in ((settings.flap_raw_port, False), (settings.flap_base64_port, True)):
             transport = await open_mac_endpoint(self.gateway, settings.bind, port, base64=base64)

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     broker_prefix: str = "nubes"
     # Keys in Redis start with this, for the same reason.
     cache_prefix: str = "nubes"
+    # RabbitMQ queue type of the durable queues Nubes declares: classic, or
+    # quorum (replicated over a RabbitMQ cluster). An existing queue keeps
+    # its type: see docs/deploy.md before changing this.
+    broker_queue_type: Literal["classic", "quorum"] = "classic"
+    # Several gateways behind one UDP balancer: share each device's transfer
+    # state through Redis (NUBES_REDIS_URL), so that a device moved to another
+    # gateway continues without a reset. Costs gateway throughput; off for one.
+    gateway_shared_state: bool = False
     # How often the gateway asks the database for devices changed elsewhere.
     device_refresh_seconds: float = Field(default=1.0, gt=0, le=5.0)
     # Completed uplinks are published in batches: at most this many ...

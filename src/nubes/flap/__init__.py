@@ -65,6 +65,7 @@ from nubes.flap.transfer import (
     Restarted,
     Step,
     Transfer,
+    TransferState,
 )
 
 __all__ = [
@@ -99,6 +100,7 @@ __all__ = [
     "ShellResult",
     "Step",
     "Transfer",
+    "TransferState",
     "Uplink",
     "UplinkAcked",
     "UploadCodec",

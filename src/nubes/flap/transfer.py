@@ -113,6 +113,28 @@ class Step:
     events: tuple[Event, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class TransferState:
+    """What a `Transfer` knows, as plain values, to continue it in another process.
+
+    Ages instead of times: the monotonic clock of one process means nothing
+    in another. Downlink ids are kept as they are; their encoding is the
+    caller's business. Taken only between packets (never while an uplink
+    awaits `commit`).
+    """
+
+    phase: str
+    expected: int | None
+    parts: tuple[bytes, ...]
+    queue: tuple[tuple[Hashable, bytes], ...]
+    attempts: tuple[tuple[Hashable, int], ...]
+    out: tuple[Hashable, bytes, int] | None  # downlink id, message, fragment sent last
+    last: bytes | None  # the last accepted packet, encoded
+    last_answer: bytes | None
+    last_age: float  # seconds since the last packet first arrived
+    repeats: int
+
+
 class _Phase(Enum):
     IDLE = "idle"
     UPLINK = "uplink"  # fragments of an uplink arriving
@@ -187,6 +209,69 @@ class Transfer:
     @property
     def awaiting_commit(self) -> bool:
         return self._pending is not None
+
+    # -- moving to another process ---------------------------------------------------
+
+    def state(self, now: float) -> TransferState:
+        """The transfer as plain values (see `TransferState`); `now` as in `receive`."""
+        if self._pending is not None:
+            raise RuntimeError("state() while an uplink awaits commit() or abandon()")
+        out = self._out
+        return TransferState(
+            phase=self._phase.value,
+            expected=self._expected,
+            parts=tuple(self._parts),
+            queue=tuple(self._queue.items()),
+            attempts=tuple(self._attempts.items()),
+            out=None if out is None else (out.downlink_id, out.message, out.index),
+            last=None if self._last is None else self._last.encode(),
+            last_answer=None if self._last_answer is None else self._last_answer.encode(),
+            last_age=max(0.0, now - self._last_since),
+            repeats=self._repeats,
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: TransferState,
+        max_fragment: int,
+        now: float,
+        repeat_reset_seconds: float = REPEAT_RESET_SECONDS,
+    ) -> Transfer:
+        """A transfer that continues `state`; raises ValueError for an inconsistent one."""
+        transfer = cls(max_fragment, repeat_reset_seconds)
+        phase = _Phase(state.phase)
+        if (phase in (_Phase.DOWNLINK, _Phase.DOWNLINK_LAST)) != (state.out is not None):
+            raise ValueError("a downlink phase needs the downlink, and only it")
+        if phase is not _Phase.UPLINK and state.parts:
+            raise ValueError("uplink fragments outside an uplink")
+        if state.expected is not None and not 0 <= state.expected <= MAX_SEQ:
+            raise ValueError("sequence number out of range")
+        transfer._phase = phase
+        transfer._expected = state.expected
+        transfer._parts = list(state.parts)
+        transfer._size = sum(len(part) for part in state.parts)
+        transfer._queue = dict(state.queue)
+        transfer._attempts = dict(state.attempts)
+        if state.out is not None:
+            transfer._out = _Outgoing(*state.out)
+        transfer._last = None if state.last is None else Packet.decode(state.last)
+        transfer._last_answer = (
+            None if state.last_answer is None else Packet.decode(state.last_answer)
+        )
+        transfer._last_since = now - state.last_age
+        transfer._repeats = state.repeats
+        return transfer
+
+    def confirms_unseen(self, packet: Packet) -> bool:
+        """Whether `packet` would count a downlink as delivered without its ack, or
+        drop an unfinished transfer (a restart at seq 0): what another process
+        that served the device since would know better."""
+        if packet == self._last:
+            return False
+        if self._phase is _Phase.DOWNLINK_LAST:
+            return not (_is_ack(packet) and packet.seq == self._expected)
+        return packet.seq == 0 and self._phase is not _Phase.IDLE
 
     # -- device packets --------------------------------------------------------------
 

@@ -50,6 +50,12 @@ class DeviceLink:
     # Delivered here, but the database may not say so yet (the state change is
     # still in the pipeline): a reload must not offer these again.
     delivered: deque[Any] = field(default_factory=lambda: deque(maxlen=RECENTLY_DELIVERED))
+    # Several gateways (nubes.gateway.state): the version of the state last
+    # saved or adopted, whether to load the shared snapshot before the next
+    # packet, and the packet a snapshot was last consulted for.
+    version: int = 0
+    restore: bool = False
+    consulted: Any = None
 
     def offer(self, offer: Offer, *, first: bool = False) -> None:
         """Queues a downlink for the device; `first` puts it ahead (SET_SESSION)."""

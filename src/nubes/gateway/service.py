@@ -8,7 +8,11 @@ Each datagram goes through the same steps, all synchronous except two:
 3. a completed uplink is translated and handed to the `Publisher`; the ack
    goes out only once the pipeline durably accepted it (awaited);
 4. an explicit poll with nothing queued first asks the database for
-   downlinks queued elsewhere (awaited).
+   downlinks queued elsewhere (awaited);
+5. with several gateways (`nubes.gateway.state`), a device's first packet
+   here loads its shared snapshot, and so does a packet its link would
+   answer with a reset or find stale (awaited); every packet that changed
+   a link marks it for the next batched save.
 
 While a device has an awaited step under way its packets wait in the link's
 backlog, so a device's packets are always handled in order. Every packet in
@@ -38,10 +42,12 @@ from nubes.gateway.downlinks import (
     set_session_offer,
     set_timestamp_offer,
 )
+from nubes.gateway.handover import adopt, snapshot_of
 from nubes.gateway.handshakes import HandshakeLog
 from nubes.gateway.link import Channel, DeviceLink
 from nubes.gateway.publisher import Publisher
 from nubes.gateway.sessions import SessionIds, session_record
+from nubes.gateway.state import LocalState, SharedState, StateWriter, decode, encode
 from nubes.gateway.translate import translate
 from nubes.ids import uuid7
 from nubes.pipeline import records
@@ -49,6 +55,9 @@ from nubes.pipeline import records
 log = logging.getLogger(__name__)
 
 MAX_BASE64_DATAGRAM = 1400  # base64 of the 1024-byte envelope limit, with slack
+
+# Outcomes after which another gateway may know the device better.
+_CONSULT = (flap.Outcome.reset, flap.Outcome.stale)
 
 
 class Gateway:
@@ -64,6 +73,7 @@ class Gateway:
         publish_timeout: float,
         idle_seconds: float,
         max_links: int,
+        state: SharedState | None = None,
     ) -> None:
         self._engine = engine
         self._directory = directory
@@ -77,6 +87,8 @@ class Gateway:
         self.counters: Counter[str] = Counter()
         self._handshakes = HandshakeLog(directory, publisher, self.counters)
         directory.on_change(self._device_changed)
+        self._state: SharedState = state or LocalState()
+        self._writer = StateWriter(self._state, self._snapshot) if self._state.shared else None
 
     # -- the MAC envelope ------------------------------------------------------
 
@@ -159,6 +171,13 @@ class Gateway:
         self._handle(link, packet, channel, now)
 
     def _handle(self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float) -> None:
+        if (
+            self._writer is not None
+            and link.consulted != packet
+            and link.transfer.confirms_unseen(packet)
+        ):
+            self._spawn_locked(link, self._consult(link, packet, channel, now, None))
+            return
         message = self._receive(link, packet, channel, now)
         if message is not None:
             self._accept(link, message, channel, packet)
@@ -176,17 +195,30 @@ class Gateway:
                 self._on_transfer_event(link, event)
         if message is not None:
             return message  # logged in `_submit`, once it has its session and message id
+        if self._writer is not None:
+            if step.outcome is flap.Outcome.accepted:
+                self._writer.changed(link.info.serial)
+            elif step.outcome in _CONSULT and link.consulted != packet:
+                self._spawn_locked(link, self._consult(link, packet, channel, now, step))
+                return None
+        self._answer(link, packet, channel, step)
+        return None
+
+    def _answer(self, link: DeviceLink, packet: flap.Packet, channel: Channel, step: Any) -> None:
+        """Logs a packet that completed no uplink, and sends the step's answer."""
         self._log(link.info, channel, "in", packet, channel.size_in, str(step.outcome), step.reason)
         if step.answer is not None:
             self._send(
                 link, channel, step.answer, "reset" if step.answer == flap.RESET else "answer"
             )
-        return None
 
     async def _load_then_receive(
         self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float
     ) -> None:
         try:
+            if link.restore:
+                link.restore = False
+                await self._restore(link)
             await self._reload_downlinks(link)
         finally:
             link.busy = False
@@ -209,6 +241,56 @@ class Gateway:
                 link.withdraw(key)  # cancelled or expired meanwhile
         for offer in offers:
             link.offer(offer)
+
+    # -- several gateways ----------------------------------------------------------
+
+    async def _consult(
+        self, link: DeviceLink, packet: flap.Packet, channel: Channel, now: float, step: Any
+    ) -> None:
+        """Before a reset (or ignoring a stale packet): has another gateway served it since?"""
+        try:
+            adopted = await self._restore(link)
+        finally:
+            link.busy = False
+        link.consulted = packet
+        if adopted or step is None:
+            self._handle(link, packet, channel, now)
+        else:
+            self._answer(link, packet, channel, step)
+        if not link.busy:
+            self._release(link)
+
+    async def _restore(self, link: DeviceLink) -> bool:
+        """Continues the link from the shared snapshot when that is newer."""
+        serial = link.info.serial
+        raw = await self._state.load(serial)
+        snapshot = None if raw is None else decode(raw)
+        if snapshot is None:
+            self.counters["state:none"] += 1
+            return False
+        if not adopt(link, snapshot):
+            self.counters["state:not newer"] += 1
+            return False
+        self.counters["state:adopted"] += 1
+        if snapshot.owner != self._state.owner:
+            self._spawn(self._state.takeover(serial))
+        return True
+
+    def _snapshot(self, serial: int) -> bytes | None:
+        link = self._links.get(serial)
+        snapshot = None if link is None else snapshot_of(link, self._state.owner)
+        return None if snapshot is None else encode(snapshot)
+
+    def on_takeover(self, serial: int, owner: str) -> None:
+        """Another gateway serves the device now: this one's link is out of date."""
+        link = self._links.get(serial)
+        if link is None:
+            return
+        self.counters["state:taken over"] += 1
+        if link.busy:
+            link.restore = link.reload_downlinks = True
+        else:
+            del self._links[serial]
 
     def _release(self, link: DeviceLink) -> None:
         """Ends an awaited step and handles what arrived meanwhile, in order."""
@@ -342,6 +424,8 @@ class Gateway:
             self.counters[f"messages:{type_name}"] += 1
             ack = link.transfer.commit(time.monotonic())
             self._send(link, channel, ack, "ack", message_id)
+            if self._writer is not None:
+                self._writer.changed(link.info.serial)
         finally:
             self._release(link)
 
@@ -426,7 +510,7 @@ class Gateway:
         link = self._links.get(info.serial)
         limit = flap.FRAGMENT_LIMIT[channel.envelope]
         if link is None or link.fragment_limit != limit:
-            link = DeviceLink(info, flap.Transfer(limit), limit, now)
+            link = DeviceLink(info, flap.Transfer(limit), limit, now, restore=self._state.shared)
             self._links[info.serial] = link
             if len(self._links) > self._max_links:
                 self._evict_oldest()
@@ -530,6 +614,8 @@ class Gateway:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self._publish_timeout + 1)
+        if self._writer is not None:
+            await self._writer.close()
 
     @property
     def links(self) -> int:

@@ -2,9 +2,11 @@
 
 Topology: one durable topic exchange named after the prefix; one durable
 queue per consumer group, `<prefix>.<queue>`, bound with the topic as routing
-key. Messages are persistent and published with publisher confirms and the
-mandatory flag, so `publish` returns only when RabbitMQ has taken
-responsibility for the message, and fails if no queue would keep it.
+key; classic queues, or quorum queues (`x-queue-type: quorum`, replicated
+over a cluster) when NUBES_BROKER_QUEUE_TYPE says so. Messages are
+persistent and published with publisher confirms and the mandatory flag,
+so `publish` returns only when RabbitMQ has taken responsibility for the
+message, and fails if no queue would keep it.
 
 A handler failure nacks the message back to the queue after a pause, so a
 database outage slows the worker down instead of spinning it.
@@ -23,6 +25,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
+from pamqp.common import FieldTable
 
 from nubes.errors import BrokerError
 from nubes.pipeline.broker import Handler
@@ -33,8 +36,11 @@ log = logging.getLogger(__name__)
 class RabbitBroker:
     """Durable topic exchange, durable queues, confirms, manual acks."""
 
-    def __init__(self, url: str, prefix: str, retry_delay: float = 1.0) -> None:
+    def __init__(
+        self, url: str, prefix: str, retry_delay: float = 1.0, queue_type: str = "classic"
+    ) -> None:
         self._url = url
+        self._queue_type = queue_type
         self._prefix = prefix
         self._retry_delay = retry_delay
         self._connection: AbstractRobustConnection | None = None
@@ -73,7 +79,14 @@ class RabbitBroker:
     async def _declare_queue(
         self, channel: AbstractChannel, exchange: AbstractExchange, topic: str, queue: str
     ) -> aio_pika.abc.AbstractQueue:
-        declared = await channel.declare_queue(f"{self._prefix}.{queue}", durable=True)
+        # A queue's type is fixed when it is first declared; declaring it
+        # again with another type fails (PRECONDITION_FAILED), see deploy.md.
+        arguments: FieldTable | None = None
+        if self._queue_type != "classic":
+            arguments = {"x-queue-type": self._queue_type}
+        declared = await channel.declare_queue(
+            f"{self._prefix}.{queue}", durable=True, arguments=arguments
+        )
         await declared.bind(exchange, routing_key=topic)
         return declared
 

@@ -95,3 +95,35 @@ async def test_each_queue_of_a_topic_gets_a_copy(broker: RabbitBroker) -> None:
     await broker.publish("events", b"fan-out")
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in done.values())), 10)
     assert seen == {"a": [b"fan-out"], "b": [b"fan-out"]}
+
+
+async def test_quorum_queues_are_declared_as_quorum_and_carry_messages(
+    amqp_url: str, unique_prefix: str
+) -> None:
+    broker = RabbitBroker(amqp_url, unique_prefix, retry_delay=0.05, queue_type="quorum")
+    await broker.start()
+    try:
+        await broker.declare("uplink", "store")
+        received: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def handler(body: bytes) -> None:
+            await received.put(body)
+
+        await broker.consume("uplink", "store", handler, prefetch=4)
+        await broker.publish("uplink", b"quorum")
+        assert await asyncio.wait_for(received.get(), 10) == b"quorum"
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            # The type is fixed: declaring it as classic is refused.
+            with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+                await channel.declare_queue(
+                    f"{unique_prefix}.store", durable=True, arguments={"x-queue-type": "classic"}
+                )
+    finally:
+        await broker.close()
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(f"{unique_prefix}.store")
+            await channel.exchange_delete(unique_prefix)

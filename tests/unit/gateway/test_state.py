@@ -1,0 +1,92 @@
+"""Link snapshots shared between gateways: bytes, versions, bad input."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import cbor2
+
+from nubes import flap
+from nubes.gateway.directory import DeviceInfo
+from nubes.gateway.downlinks import Offer
+from nubes.gateway.handover import adopt, snapshot_of
+from nubes.gateway.link import DeviceLink
+from nubes.gateway.state import decode, encode
+
+LIMIT = 360
+
+
+def _link() -> DeviceLink:
+    info = DeviceInfo(
+        uuid.uuid4(), uuid.uuid4(), None, 42, b"k" * 16, None, "d", True, None, None, None,
+        None, datetime.now(UTC),
+    )  # fmt: skip
+    return DeviceLink(info, flap.Transfer(LIMIT), LIMIT, 0.0)
+
+
+def _served() -> DeviceLink:
+    """A link that acked a session start and sent the first fragment of a downlink."""
+    link = _link()
+    link.info.session_id = 7
+    link.transfer.receive(flap.Packet(flap.F | flap.L, 0, b"\x00\xa0"), 1.0)
+    link.transfer.commit(1.0)
+    stored = uuid.uuid4()
+    link.offer(Offer(stored, "shell", b"\x90" + b"x" * 500, {"commands": ["a"]}, stored=True))
+    link.offer(Offer(("session", 7), "session", b"\x80\xa0", {"session_id": 7}, stored=False))
+    link.delivered.append(("timestamp", 1.5))
+    link.transfer.receive(flap.Packet(flap.P, 2), 2.0)
+    return link
+
+
+def test_a_snapshot_continues_the_transfer_in_another_link() -> None:
+    served = _served()
+    snapshot = snapshot_of(served, "gw-a")
+    assert snapshot is not None
+    other = _link()
+    restored = decode(encode(snapshot))
+    assert restored == snapshot
+    assert adopt(other, restored)
+    assert other.info.session_id == 7
+    assert list(other.offers) == list(served.offers)
+    assert list(other.delivered) == [("timestamp", 1.5)]
+    # The device acks the first fragment: both links answer the same.
+    ack = flap.Packet(flap.A, 4)
+    assert other.transfer.receive(ack, 3.0) == served.transfer.receive(ack, 3.0)
+
+
+def test_an_older_snapshot_does_not_replace_fresher_local_state() -> None:
+    served = _served()
+    old = snapshot_of(served, "gw-a")
+    assert old is not None
+    newer = snapshot_of(served, "gw-a")
+    assert newer is not None
+    assert newer.version > old.version
+    assert not adopt(served, old)
+    assert not adopt(served, newer)  # the same version is not newer either
+
+
+def test_no_snapshot_while_an_uplink_awaits_its_ack() -> None:
+    link = _link()
+    link.transfer.receive(flap.Packet(flap.F | flap.L, 0, b"\x00\xa0"), 1.0)
+    assert snapshot_of(link, "gw-a") is None
+
+
+def test_garbage_and_other_formats_are_ignored() -> None:
+    snapshot = snapshot_of(_served(), "gw-a")
+    assert snapshot is not None
+    raw = encode(snapshot)
+    for bad in (b"", b"\xff\x00garbage", raw[:20], cbor2.dumps([99, 1, 2]), cbor2.dumps({})):
+        assert decode(bad) is None
+
+
+def test_an_inconsistent_snapshot_is_not_adopted() -> None:
+    snapshot = snapshot_of(_served(), "gw-a")
+    assert snapshot is not None
+    value = cbor2.loads(encode(snapshot))
+    value[9] = None  # a downlink phase without its downlink
+    broken = decode(cbor2.dumps(value))
+    assert broken is not None
+    link = _link()
+    assert not adopt(link, broken)
+    assert link.version == 0
