@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
+from storage import pg_admin, pg_url  # the scratch databases of the storage benchmark
 
 from nubes.store import tables as t
 from nubes.store.database import Database
 from nubes.store.retention import PAUSE_SECONDS, Retention, RetentionReport
 
-PG_HOST, PG_PORT, PG_USER, PG_ADMIN_DATABASE = "127.0.0.1", 5432, "postgres", "test"
 DEVICES = 100
 TIME_LIMIT = 300.0  # seconds for the whole run
 
@@ -95,20 +94,6 @@ class Writer:
             "raw": b"\x01\x02\x03\x04\x05",
             "decode_state": "decoded",
         }
-
-
-def pg_url(database: str) -> str:
-    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-
-
-async def pg_admin(statement: str) -> None:
-    connection = await asyncpg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DATABASE, timeout=10
-    )
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 async def organization(database: Database) -> dict[str, Any]:
