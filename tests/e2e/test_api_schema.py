@@ -101,8 +101,12 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
             CHECKS,
             "--phases",
             "examples,coverage,fuzzing",
+            # One worker thread: CPython 3.11.7's AST constructor can raise a
+            # spurious "recursion depth mismatch" SystemError when threads
+            # parse at once (python/cpython#106905), and hypothesis parses
+            # lambdas while it describes strategies.
             "--workers",
-            "2",
+            "1",
             # The live stream never ends by itself: it has its own tests.
             "--exclude-path",
             "/v1/messages/stream",

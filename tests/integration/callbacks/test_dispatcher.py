@@ -514,9 +514,11 @@ async def test_two_dispatchers_on_postgresql_never_send_a_delivery_twice(
         await add_messages(engine, rows)
         now = datetime.now(UTC)
         pairs = [(h, device.organization_id, row["id"]) for h in hooks for row in rows]
+        # Each may hold only 16 * 2 deliveries at once, so neither can claim all
+        # 600 in one go: both keep claiming while the other sends.
         async with (
-            dispatching(migrated_pg, callback_concurrency=4) as first,
-            dispatching(migrated_pg, callback_concurrency=4) as second,
+            dispatching(migrated_pg, callback_concurrency=4, dispatcher_concurrency=2) as first,
+            dispatching(migrated_pg, callback_concurrency=4, dispatcher_concurrency=2) as second,
         ):
             await store.create_deliveries(engine, pairs, now)
             first._wake.set()
