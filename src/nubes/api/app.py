@@ -113,7 +113,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def create_app(ctx: ApiContext, stats: HttpStats | None = None) -> FastAPI:
-    """The app; its requests are counted into `stats` (`app.state.http_stats`)."""
+    """The app; with `stats`, its requests are counted there for /metrics."""
     app = FastAPI(
         title="Nubes",
         version=__version__,
@@ -152,6 +152,6 @@ def create_app(ctx: ApiContext, stats: HttpStats | None = None) -> FastAPI:
     if portal is not None:
         app.add_middleware(Portal, directory=portal)
     # Added last, so outermost: it counts what the others answer too.
-    app.state.http_stats = stats = stats or HttpStats()
-    app.add_middleware(RequestMetrics, stats=stats)
+    if stats is not None:  # only a process with an ops port is scraped
+        app.add_middleware(RequestMetrics, stats=stats)
     return app
