@@ -3,7 +3,7 @@
     nubes serve                       everything in one process (embedded defaults)
     nubes gateway | worker | api      one part, for production (RabbitMQ between them)
     nubes dispatcher                  the callback dispatcher alone (needs RabbitMQ)
-    nubes migrate                     apply database migrations
+    nubes migrate [--post-deploy]     apply database migrations (then the post-deploy steps)
     nubes backup | restore            archive the database, or put an archive back
     nubes device add|list|show        manage devices
     nubes downlink config|shell|data  queue downlinks (also: list, cancel)
@@ -175,6 +175,12 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await database.migrate()
         print(f"database at revision {await database.current_revision()}")
+        if args.post_deploy:
+            report = await database.post_deploy()
+            if report.converted and report.boundary is not None:
+                print(f"messages partitioned by month (older rows before {report.boundary.date()})")
+            for name in report.months_added:
+                print(f"added partition {name}")
     finally:
         await database.dispose()
     return 0
@@ -461,7 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_dispatcher,
         "the callback dispatcher alone (needs RabbitMQ; run as many as needed)",
     )
-    _simple(sub, "migrate", cmd_migrate, "apply database migrations")
+    migrate = _simple(sub, "migrate", cmd_migrate, "apply database migrations")
+    migrate.add_argument(
+        "--post-deploy",
+        action="store_true",
+        help="then the steps that need every process at this release "
+        "(PostgreSQL: partition messages by month, online)",
+    )
     probe = _simple(sub, "healthcheck", cmd_healthcheck, "probe this host's Nubes process")
     probe.add_argument(
         "--ready", action="store_true", help="readiness (/ready on NUBES_OPS_PORT), not liveness"

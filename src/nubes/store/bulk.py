@@ -73,7 +73,7 @@ async def copy_messages(conn: AsyncConnection, rows: Sequence[Row]) -> set[uuid.
     columns = ", ".join(MESSAGE_COLUMNS)
     inserted = await driver.fetch(
         f"INSERT INTO messages ({columns}) SELECT {columns} FROM incoming_messages "
-        "ON CONFLICT (id) DO NOTHING RETURNING id"
+        "ON CONFLICT DO NOTHING RETURNING id"
     )
     # asyncpg's UUID subclasses uuid.UUID: equal and hashing alike.
     return {record[0] for record in inserted}

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 from alembic import command
 from alembic.config import Config
@@ -52,6 +53,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from nubes.errors import StoreError
+from nubes.store import partitions
 
 __all__ = ["Database", "alembic_config", "head_revision", "known_revisions", "migrate_sync"]
 
@@ -112,11 +114,32 @@ class Database:
         await self._engine.dispose()
 
     async def migrate(self, revision: str = "head") -> None:
-        """Apply the migrations up to `revision`; a no-op when already there."""
+        """Apply the migrations up to `revision`; a no-op when already there.
+
+        A database migrated from empty also gets the post-deploy steps at
+        once: no process of an older release can be serving a database that
+        had no schema.
+        """
         config = alembic_config(self.url)
         with _as_store_error("migration"):
             async with _alembic_turn(), self.migration_connection() as connection:
+                was_empty = await connection.run_sync(_current_revision) is None
                 await connection.run_sync(_upgrade, config, revision)
+        if was_empty and revision == "head":
+            await self.post_deploy()
+
+    async def post_deploy(self) -> partitions.ConversionReport:
+        """The steps that need every running process at this release.
+
+        Today one: `messages` becomes partitioned by month on PostgreSQL,
+        online (see `nubes.store.partitions`). Run again, it only adds the
+        months ahead.
+        """
+        with _as_store_error("post-deploy migration"):
+            try:
+                return await partitions.convert(self._engine)
+            except asyncpg.PostgresError as err:
+                raise StoreError(f"post-deploy migration failed: {err}") from err
 
     async def current_revision(self) -> str | None:
         """The revision the database is at, or None if it was never migrated."""

@@ -4,9 +4,11 @@ One batch, one transaction, a handful of statements, whatever the number of
 records: that is what keeps PostgreSQL at tens of thousands of rows/s
 instead of the 2k rows/s of one INSERT per row (messages and the log go in
 with COPY there, see `bulk`; SQLite takes executemany). Messages are inserted with "on conflict
-do nothing" on their id, so a batch the broker delivers twice stores each
-message once; the ids that were really inserted come back, and only those
-are announced as `message.stored`.
+do nothing", so a batch the broker delivers twice stores each message once
+(its id and time come again with it); the ids that were really inserted come
+back, and only those are announced as `message.stored`. The conflict names
+no key because the key differs: `id` in a plain table, `(id, created_at)`
+once `messages` is partitioned (`partitions`).
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ class Ingest:
             return set()
         if self._dialect == "postgresql":
             return await bulk.copy_messages(conn, rows)
-        stmt = upsert(self._dialect, t.messages).on_conflict_do_nothing(index_elements=["id"])
+        stmt = upsert(self._dialect, t.messages).on_conflict_do_nothing()
         result = await conn.execute(stmt.returning(t.messages.c.id), list(rows))
         return {row[0] for row in result}
 

@@ -22,6 +22,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from nubes.store.database import Database
+from nubes.store.partitions import include_name
 from nubes.store.tables import metadata
 
 
@@ -43,6 +44,7 @@ def run_on(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        include_name=include_name,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
