@@ -17,6 +17,13 @@ whole trail to go:
 
 The audit log is kept: it records who changed what, not device traffic.
 
+On PostgreSQL, once `messages` is partitioned by month (`partitions`), a
+month past every organization's horizon is dropped whole: the deliveries
+of its messages go in batches first (nothing else would find them), then
+the table, which spares deleting its rows one batch at a time. The same
+run makes the months ahead. Months not wholly expired are trimmed per
+organization as before.
+
 Why batches: one `DELETE` of a million rows holds its locks and its WAL for
 minutes and competes with the pipeline's inserts for the whole time. Every
 batch here is one short transaction of at most `batch_size` rows per
@@ -53,6 +60,7 @@ from weakref import WeakKeyDictionary
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from nubes.store import partitions
 from nubes.store import tables as t
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Retention", "RetentionReport"]
@@ -82,6 +90,9 @@ class RetentionReport:
     skipped: bool = False
     # The time budget ran out before everything expired was deleted.
     unfinished: bool = False
+    # Partitions of `messages` dropped whole, and months made ahead (PostgreSQL).
+    dropped: list[str] = field(default_factory=list)
+    months_added: list[str] = field(default_factory=list)
 
 
 class Retention:
@@ -112,7 +123,10 @@ class Retention:
             if conn is None:
                 report.skipped = True
                 return report
-            for organization_id, days in await _retentions(conn):
+            retentions = await _retentions(conn)
+            if self._engine.dialect.name == "postgresql":
+                await self._partitions(conn, now, retentions, report)
+            for organization_id, days in retentions:
                 cutoff = now - timedelta(days=days)
                 before = Counter(report.deleted)
                 await self._organization(conn, organization_id, cutoff, report)
@@ -136,6 +150,59 @@ class Retention:
             (t.downlinks, _downlinks(devices, cutoff)),
         ):
             await self._drain(conn, table, doomed.limit(self._batch_size), report)
+
+    async def _partitions(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        retentions: Sequence[tuple[uuid.UUID, int]],
+        report: RetentionReport,
+    ) -> None:
+        """Months made ahead, and months past every organization's horizon dropped whole."""
+        db = await partitions.raw_driver(conn)
+        if not await partitions.is_partitioned(db):
+            return
+        report.months_added = await partitions.add_months_ahead(db, now)
+        if not retentions:
+            return
+        horizon = now - timedelta(days=max(days for _, days in retentions))
+        for partition in await partitions.expired(db, horizon):
+            if not await self._time_left(report):
+                return
+            await self._drop_partition(conn, db, partition, report)
+
+    async def _drop_partition(
+        self,
+        conn: AsyncConnection,
+        db: partitions.Driver,
+        partition: partitions.Partition,
+        report: RetentionReport,
+    ) -> None:
+        """The deliveries of its messages in batches (nothing else names them), then the table."""
+        d, a = t.deliveries, t.delivery_attempts
+        month = sa.table(partition.name, sa.column("id", sa.Uuid()))
+        doomed = (
+            sa.select(d.c.id)
+            .where(d.c.message_id.in_(sa.select(month.c.id)))
+            .limit(self._batch_size)
+        )
+        while await self._time_left(report):
+            async with conn.begin():
+                ids = list((await conn.execute(doomed)).scalars())
+                if ids:
+                    await _delete(conn, a, a.c.delivery_id.in_(ids), report)
+                    await _delete(conn, d, d.c.id.in_(ids), report)
+            if len(ids) < self._batch_size:
+                break
+            await asyncio.sleep(self._pause)
+        else:
+            return
+        rows = int(await db.fetchval(f"SELECT count(*) FROM {partition.name}"))
+        await partitions.drop(db, partition)
+        report.dropped.append(partition.name)
+        if rows:
+            report.deleted["messages"] += rows
+        log.info("retention: dropped partition %s (%d messages)", partition.name, rows)
 
     async def _messages(
         self,
