@@ -21,7 +21,8 @@ from conftest import require_tool
 from nubes.config import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
-NUBES_SERVICES = {"migrate", "api", "gateway", "worker", "dispatcher", "backup"}
+NUBES_SERVICES = {"migrate", "api", "gateway", "worker", "dispatcher", "post-deploy", "backup"}
+PROCESSES = ("api", "gateway", "worker", "dispatcher")
 PASSWORDS = {
     "POSTGRES_PASSWORD": "0f3b9a1c5d7e2f4a6b8c0d1e",
     "RABBITMQ_PASSWORD": "a1b2c3d4e5f60718293a4b5c",
@@ -62,6 +63,7 @@ def test_compose_runs_every_process_type_beside_the_services(resolved: dict[str,
         "gateway": ["gateway"],
         "worker": ["worker"],
         "dispatcher": ["dispatcher"],
+        "post-deploy": ["migrate", "--post-deploy"],
     }
     assert services["worker"]["deploy"]["replicas"] == 2
     assert "nubes backup --output /var/lib/nubes/backups --keep" in services["backup"]["command"][0]
@@ -86,13 +88,23 @@ def test_nubes_containers_are_read_only_and_wait_for_the_migration(
         service = resolved["services"][name]
         assert service["read_only"] is True, name
         assert service["tmpfs"] == ["/tmp"], name
-    for name in ("api", "gateway", "worker", "dispatcher"):
+    for name in PROCESSES:
         depends = resolved["services"][name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["rabbitmq"]["condition"] == "service_healthy"
     assert resolved["services"]["migrate"]["depends_on"]["postgres"]["condition"] == (
         "service_healthy"
     )
+
+
+def test_post_deploy_waits_until_every_process_runs_the_new_release(
+    resolved: dict[str, Any],
+) -> None:
+    depends = resolved["services"]["post-deploy"]["depends_on"]
+    assert {name: depends[name]["condition"] for name in depends} == dict.fromkeys(
+        PROCESSES, "service_healthy"
+    )
+    assert resolved["services"]["post-deploy"]["restart"] == "no"
 
 
 def test_every_nubes_service_gets_valid_production_settings(resolved: dict[str, Any]) -> None:
