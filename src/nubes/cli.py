@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 
 from nubes import __version__
 from nubes.config import Settings, configuration_problems
-from nubes.errors import NubesError
+from nubes.errors import ConfigError, NubesError
 from nubes.logs import configure_logging
 from nubes.services import devices, downlinks, queries
 from nubes.store.database import Database
@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as err:
         print(f"nubes: invalid configuration: {configuration_problems(err)}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"nubes: invalid configuration: {err}", file=sys.stderr)
         return 2
     configure_logging(settings)
     try:

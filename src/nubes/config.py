@@ -1,19 +1,32 @@
 """One settings object for every Nubes process.
 
-Every knob is an environment variable `NUBES_<FIELD>` (pydantic-settings).
-Nothing else in the package reads the environment: `Settings` is built once
-in the CLI and passed down. The defaults are the embedded single-node setup
-(SQLite, in-process broker, in-process cache); production points the three
-URLs at PostgreSQL, RabbitMQ and Redis.
+Every knob is an environment variable `NUBES_<FIELD>` (pydantic-settings),
+or `NUBES_<FIELD>_FILE` naming a file that holds the value: Docker and
+Kubernetes secrets arrive as files (/run/secrets/...), and a value read from
+a file does not show in `docker inspect` or /proc/<pid>/environ the way an
+environment variable does. Nothing else in the package reads the
+environment: `Settings` is built once in the CLI and passed down. The
+defaults are the embedded single-node setup (SQLite, in-process broker,
+in-process cache); production points the three URLs at PostgreSQL,
+RabbitMQ and Redis.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from nubes.errors import ConfigError
 
 # Passwords a production installation must not run with: empty, the
 # services' own defaults, and the placeholders of examples.
@@ -136,6 +149,17 @@ class Settings(BaseSettings):
     # ... and how many handshakes may be half-open at once (more are dropped).
     dtls_max_handshakes: int = Field(default=10_000, ge=1, le=1_000_000)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, SecretFiles(settings_cls))
+
     @field_validator("dtls_suites")
     @classmethod
     def _known_suites(cls, value: str) -> str:
@@ -220,3 +244,46 @@ def _weak_password(password: str | None) -> str:
     if len(password) < MIN_PRODUCTION_PASSWORD:
         return f"has a password shorter than {MIN_PRODUCTION_PASSWORD} characters"
     return ""
+
+
+# Larger than any URL or password; a mistaken path to a big file is refused.
+MAX_SECRET_FILE = 64 * 1024
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """`NUBES_<FIELD>_FILE`: the value read from that file, trailing newline removed.
+
+    Setting both `NUBES_X` and `NUBES_X_FILE` is refused rather than one
+    silently winning, as the official database images do.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything happens in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            variable = f"NUBES_{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if path is None:
+                continue
+            if variable in os.environ:
+                raise ConfigError(f"both {variable} and {variable}_FILE are set: keep one")
+            values[name] = read_secret_file(f"{variable}_FILE", Path(path))
+        return values
+
+
+def read_secret_file(variable: str, path: Path) -> str:
+    """The file's text without its trailing newline; errors name the file, never the text."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_SECRET_FILE + 1)
+    except OSError as err:
+        raise ConfigError(f"{variable}: cannot read {path}: {err.strerror}") from None
+    if len(data) > MAX_SECRET_FILE:
+        raise ConfigError(f"{variable}: {path} is larger than {MAX_SECRET_FILE} bytes")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable}: {path} is not UTF-8 text") from None
+    return text.rstrip("\r\n")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from nubes.config import Settings, configuration_problems, production_problems
+from nubes.config import MAX_SECRET_FILE, Settings, configuration_problems, production_problems
+from nubes.errors import ConfigError
 
 STRONG = "4f1c2a9b7e3d5a60c8b1"
 SAFE = {
@@ -70,3 +74,81 @@ def test_field_errors_name_their_variable() -> None:
     text = configuration_problems(caught.value)
     assert "NUBES_HTTP_PORT:" in text
     assert "NUBES_LOG_FORMAT:" in text
+
+
+# -- NUBES_<FIELD>_FILE (Docker secrets) -------------------------------------------------
+
+
+def _clear_nubes_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("NUBES_"):
+            monkeypatch.delenv(name)
+
+
+def test_a_value_comes_from_the_file_a_file_variable_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear_nubes_environment(monkeypatch)
+    secret = tmp_path / "database_url"
+    secret.write_text(str(SAFE["database_url"]) + "\n")  # as `echo ... > file` writes it
+    monkeypatch.setenv("NUBES_DATABASE_URL_FILE", str(secret))
+    monkeypatch.setenv("NUBES_BROKER_URL", str(SAFE["broker_url"]))
+    monkeypatch.setenv("NUBES_REDIS_URL", str(SAFE["redis_url"]))
+    monkeypatch.setenv("NUBES_PRODUCTION", "true")
+    settings = Settings()
+    assert settings.database_url == f"postgresql+asyncpg://nubes:{STRONG}@postgres:5432/nubes"
+
+
+def test_a_weak_password_from_a_file_is_refused_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear_nubes_environment(monkeypatch)
+    secret = tmp_path / "redis_url"
+    secret.write_text("redis://:guest@redis:6379/0")
+    monkeypatch.setenv("NUBES_REDIS_URL_FILE", str(secret))
+    monkeypatch.setenv("NUBES_DATABASE_URL", str(SAFE["database_url"]))
+    monkeypatch.setenv("NUBES_BROKER_URL", str(SAFE["broker_url"]))
+    monkeypatch.setenv("NUBES_PRODUCTION", "true")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    problems = configuration_problems(caught.value)
+    assert "NUBES_REDIS_URL has a well-known password" in problems
+    assert "guest" not in problems.replace("well-known", "")
+
+
+def test_a_variable_and_its_file_together_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear_nubes_environment(monkeypatch)
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://a:b@c/d")
+    monkeypatch.setenv("NUBES_DATABASE_URL", "sqlite:///x.db")
+    monkeypatch.setenv("NUBES_DATABASE_URL_FILE", str(secret))
+    with pytest.raises(ConfigError, match="both NUBES_DATABASE_URL and NUBES_DATABASE_URL_FILE"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read"),
+        (b"\xff\xfe password", "is not UTF-8 text"),
+        (b"x" * (MAX_SECRET_FILE + 1), "is larger than"),
+    ],
+)
+def test_an_unusable_secret_file_is_named_without_its_content(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    _clear_nubes_environment(monkeypatch)
+    secret = tmp_path / "secret"
+    if content is not None:
+        secret.write_bytes(content)
+    monkeypatch.setenv("NUBES_BROKER_URL_FILE", str(secret))
+    with pytest.raises(ConfigError) as caught:
+        Settings()
+    message = str(caught.value)
+    assert message.startswith("NUBES_BROKER_URL_FILE: ")
+    assert str(secret) in message
+    assert problem in message
+    assert "password" not in message
+    assert "xxxx" not in message
