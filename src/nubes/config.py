@@ -158,7 +158,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, SecretFiles(settings_cls))
+        # Files before the environment: an empty NUBES_X (a compose override
+        # clearing the base file's value) must not hide NUBES_X_FILE.
+        return (init_settings, SecretFiles(settings_cls), env_settings)
 
     @field_validator("dtls_suites")
     @classmethod
@@ -253,8 +255,8 @@ MAX_SECRET_FILE = 64 * 1024
 class SecretFiles(PydanticBaseSettingsSource):
     """`NUBES_<FIELD>_FILE`: the value read from that file, trailing newline removed.
 
-    Setting both `NUBES_X` and `NUBES_X_FILE` is refused rather than one
-    silently winning, as the official database images do.
+    Setting both `NUBES_X` (not empty) and `NUBES_X_FILE` is refused rather
+    than one silently winning, as the official database images do.
     """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -267,7 +269,7 @@ class SecretFiles(PydanticBaseSettingsSource):
             path = os.environ.get(f"{variable}_FILE")
             if path is None:
                 continue
-            if variable in os.environ:
+            if os.environ.get(variable):
                 raise ConfigError(f"both {variable} and {variable}_FILE are set: keep one")
             values[name] = read_secret_file(f"{variable}_FILE", Path(path))
         return values

@@ -128,6 +128,17 @@ def test_a_variable_and_its_file_together_are_refused(
         Settings()
 
 
+def test_an_empty_variable_leaves_the_value_to_its_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear_nubes_environment(monkeypatch)
+    secret = tmp_path / "url"
+    secret.write_text("amqp://nubes:x@rabbitmq:5672/")
+    monkeypatch.setenv("NUBES_BROKER_URL", "")  # a compose override clearing the base value
+    monkeypatch.setenv("NUBES_BROKER_URL_FILE", str(secret))
+    assert Settings().broker_url == "amqp://nubes:x@rabbitmq:5672/"
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
