@@ -222,7 +222,11 @@ def test_hostile_payloads_fail_fast(source: str, reason: str) -> None:
     started = time.perf_counter()
     with pytest.raises(TransformError) as caught:
         payload.apply(document())
-    assert time.perf_counter() - started < 1.0
+    # A guard against evaluation without limits (minutes, or memory
+    # exhausted), not a speed target: jlens builds `[1..10000000]` before it
+    # checks the array limit, 50-800 ms alone and over 1 s on a loaded
+    # machine. Speed is measured in bench/callbacks.py.
+    assert time.perf_counter() - started < 5.0
     assert re.search(reason, caught.value.message)
 
 
