@@ -129,7 +129,7 @@ async def test_a_wrong_key_fails_fast_and_is_counted(cloud: Cloud) -> None:
     link = link_to(cloud, key=bytes(16))
     began = time.monotonic()
     assert not await link.ready()
-    assert time.monotonic() - began < 1.0  # the server's alert ends it, no timeout
+    assert time.monotonic() - began < 5.0  # the server's alert ends it, not the 15 s timeout
     assert link._stats.handshake_failures == 1
     failed = [e for e in cloud.events if isinstance(e, HandshakeFailed)]
     assert failed[0].reason == "bad_key"
@@ -149,7 +149,7 @@ async def test_a_silent_server_times_the_handshake_out(cloud: Cloud) -> None:
     link = link_to(cloud, handshake_timeout=0.5)
     began = time.monotonic()
     assert not await link.ready()
-    assert 0.5 <= time.monotonic() - began < 1.0
+    assert 0.5 <= time.monotonic() - began < 3.0  # its own timeout, not the default 15 s
     assert link._stats.handshake_failures == 1
     assert cloud.sent >= 3  # the client's ClientHello was sent again, each answered
     await link.close()
