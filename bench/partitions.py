@@ -52,7 +52,7 @@ from storage import pg_admin, pg_url  # the scratch databases of the storage ben
 from nubes.store import partitions
 from nubes.store.database import Database
 from nubes.store.ingest import Changes, Ingest
-from nubes.store.retention import DEFAULT_BATCH_SIZE, PAUSE_SECONDS, Retention
+from nubes.store.retention import DEFAULT_BATCH_SIZE, PAUSE_SECONDS, Retention, RetentionReport
 
 BATCH = 500
 DEVICES = 100
@@ -88,9 +88,11 @@ Org = dict[str, Any]
 Span = tuple[str, float, float]  # what, started, ended (perf_counter)
 
 
-def rows_of(org: Org, count: int, number: int = 0) -> list[dict[str, Any]]:
-    """Message rows as the pipeline makes them: every column, stamped now."""
-    now = datetime.now(UTC)
+def rows_of(
+    org: Org, count: int, number: int = 0, at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Message rows as the pipeline makes them: every column, stamped now (or `at`)."""
+    now = at or datetime.now(UTC)
     return [
         {
             "id": uuid.uuid4(),
@@ -204,13 +206,14 @@ class Writer:
 
     ingest: Ingest
     org: Org
+    at: datetime | None = None  # the rows' time; None is now
     written: list[uuid.UUID] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            batch = rows_of(self.org, BATCH, len(self.written))
+            batch = rows_of(self.org, BATCH, len(self.written), self.at)
             started = time.perf_counter()
             try:
                 stored = await self.ingest.apply(Changes(messages=batch))
@@ -315,29 +318,54 @@ async def retention_db(database: Database, args: argparse.Namespace) -> Org:
     return org
 
 
-async def retained(database: Database) -> tuple[Any, float, list[Span]]:
-    drops: list[Span] = []
+@dataclass
+class Retained:
+    report: RetentionReport
+    seconds: float
+    drops: list[Span]
+    writer: Writer
+    started: float
+
+
+@contextmanager
+def timed_drops(drops: list[Span]) -> Iterator[None]:
+    """Each `partitions.drop` (the DROP TABLE, with its lock wait) timed."""
     drop = partitions.drop
 
-    async def timed_drop(db: Any, partition: partitions.Partition) -> None:
+    async def timed(db: Any, partition: partitions.Partition) -> None:
         started = time.perf_counter()
         await drop(db, partition)
         drops.append((partition.name, started, time.perf_counter()))
 
-    partitions.drop = timed_drop  # type: ignore[assignment]
+    partitions.drop = timed  # type: ignore[assignment]
     try:
-        started = time.perf_counter()
-        report = await Retention(database.engine, budget_seconds=TIME_LIMIT).run(RETAINED_AT)
-        seconds = time.perf_counter() - started
+        yield
     finally:
         partitions.drop = drop  # type: ignore[assignment]
+
+
+async def retained(database: Database, org: Org, args: argparse.Namespace) -> Retained:
+    """`Retention.run` while a writer inserts recent rows; checks what is left."""
+    writer, stop, drops = Writer(Ingest(database.engine), org, RETAINED_AT), asyncio.Event(), []
+    writing = asyncio.create_task(writer.run(stop))
+    try:
+        await asyncio.sleep(1.0)
+        started = time.perf_counter()
+        with timed_drops(drops):
+            report = await Retention(database.engine, budget_seconds=TIME_LIMIT).run(RETAINED_AT)
+        seconds = time.perf_counter() - started
+    finally:
+        stop.set()
+        await writing
     left = {
         table: await count(database, f"SELECT count(*) FROM {table}")
         for table in ("messages", "deliveries", "delivery_attempts")
     }
-    if left["deliveries"] or left["delivery_attempts"] or report.unfinished:
-        raise SystemExit(f"FAILED: left after retention {left}, unfinished {report.unfinished}")
-    return report, seconds, drops
+    expected = {"messages": args.kept + len(writer.written), "deliveries": 0}
+    expected["delivery_attempts"] = 0
+    if left != expected or report.unfinished or writer.errors:
+        raise SystemExit(f"FAILED: left {left}, expected {expected}, writer {writer.errors[:3]}")
+    return Retained(report, seconds, drops, writer, started)
 
 
 async def retention_phase(scratch: Scratch, args: argparse.Namespace) -> None:
@@ -347,23 +375,27 @@ async def retention_phase(scratch: Scratch, args: argparse.Namespace) -> None:
             if name == "partitioned":
                 await partitions.convert(database.engine, now=CONVERTED_AT)
                 await partitions.maintain(database.engine, now=RETAINED_AT)
-            await retention_db(database, args)
-            results[name] = await retained(database)
-            kept = await count(database, "SELECT count(*) FROM messages")
-            if kept != args.kept:
-                raise SystemExit(f"FAILED ({name}): {kept} messages left, expected {args.kept}")
+            org = await retention_db(database, args)
+            results[name] = await retained(database, org, args)
     print(f"3. retention of {args.month:,} expired messages of {EXPIRED_MONTH:%Y-%m}"
           f" ({args.kept:,} kept), Retention.run on {RETAINED_AT:%Y-%m-%d}")  # fmt: skip
-    for name, (report, seconds, drops) in results.items():
+    for name, run in results.items():
+        report, writer, end = run.report, run.writer, run.started + run.seconds
         # A pause follows each full batch: of messages (plain), of deliveries (a dropped month).
         batched = report.deleted["deliveries" if report.dropped else "messages"]
         pauses = batched // DEFAULT_BATCH_SIZE * PAUSE_SECONDS
-        print(f"  {name:<12} {seconds:6.2f} s (of which pauses {pauses:.2f} s)")
+        print(f"  {name:<12} {run.seconds:6.2f} s (of which pauses {pauses:.2f} s)")
         print(f"  {'':<12} deleted {dict(report.deleted)}")
         print(f"  {'':<12} DELETE statements {dict(report.statements)}")
-        for partition, started, ended in drops:
-            print(f"  {'':<12} dropped {partition} in {(ended - started) * 1000:.0f} ms")
-    ratio = results["plain"][1] / results["partitioned"][1]
+        for partition, started, ended in run.drops:
+            slowest = writer.slowest(started, ended) * 1000
+            print(f"  {'':<12} dropped {partition} in {(ended - started) * 1000:.0f} ms,"
+                  f" writer max {slowest:.0f} ms")  # fmt: skip
+        print(f"  {'':<12} writer: before {writer.rate(run.started - 1.0, run.started):,.0f}"
+              f" rows/s, during {writer.rate(run.started, end):,.0f} rows/s, slowest txn"
+              f" {writer.slowest(run.started, end) * 1000:.0f} ms, errors {len(writer.errors)},"
+              f" lost: 0")  # fmt: skip
+    ratio = results["plain"].seconds / results["partitioned"].seconds
     print(f"  plain / partitioned: {ratio:.1f}x")
 
 
