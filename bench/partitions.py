@@ -85,6 +85,12 @@ FROM messages WHERE created_at < :before AND (body->>'n')::integer % 10 = 0
 """
 
 Org = dict[str, Any]
+
+
+class Failed(Exception):
+    """Rows lost, an insert failed, or something was not done: the run fails."""
+
+
 Span = tuple[str, float, float]  # what, started, ended (perf_counter)
 
 
@@ -296,9 +302,9 @@ async def convert_phase(scratch: Scratch, args: argparse.Namespace) -> None:
     print(f"  rows written by the writer {len(writer.written):,}, found {found:,}, lost: {lost}")
     print(f"  rows in messages {total:,} (expected {args.convert + len(writer.written):,})")
     if writer.errors or lost or total != args.convert + len(writer.written):
-        raise SystemExit(f"FAILED: errors {writer.errors[:3]}, {lost} rows lost")
+        raise Failed(f"errors {writer.errors[:3]}, {lost} rows lost")
     if not report.converted:
-        raise SystemExit("FAILED: the table was not converted")
+        raise Failed("the table was not converted")
 
 
 # 3. Retention of an expired month -------------------------------------------------
@@ -364,7 +370,7 @@ async def retained(database: Database, org: Org, args: argparse.Namespace) -> Re
     expected = {"messages": args.kept + len(writer.written), "deliveries": 0}
     expected["delivery_attempts"] = 0
     if left != expected or report.unfinished or writer.errors:
-        raise SystemExit(f"FAILED: left {left}, expected {expected}, writer {writer.errors[:3]}")
+        raise Failed(f"left {left}, expected {expected}, writer {writer.errors[:3]}")
     return Retained(report, seconds, drops, writer, started)
 
 
@@ -436,5 +442,8 @@ def arguments() -> argparse.Namespace:
 
 if __name__ == "__main__":
     started = time.perf_counter()
-    asyncio.run(main(arguments()))
+    try:
+        asyncio.run(main(arguments()))
+    except Failed as err:
+        raise SystemExit(f"FAILED: {err}") from None
     print(f"total {time.perf_counter() - started:.0f} s")
