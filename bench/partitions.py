@@ -1,6 +1,6 @@
 """Partitions benchmark: `messages` plain or partitioned by month, on PostgreSQL.
 
-    .venv/bin/python bench/partitions.py                 # the defaults, 3 to 4 minutes
+    .venv/bin/python bench/partitions.py                 # the defaults, about a minute
     .venv/bin/python bench/partitions.py --convert 200000 --insert 50000 --month 50000
     .venv/bin/python bench/partitions.py --phases convert   # one phase (insert, convert, retention)
 
@@ -28,7 +28,9 @@ converted with `partitions.convert`, as the post-deploy step does.
    runs "on 2026-07-15" (90 days: horizon 2026-04-16), drops it and the
    empty `messages_legacy` (everything before 2026-03) after deleting their
    deliveries. The same rows in a plain table are deleted in batches. Both
-   runs use the workers' settings (batches of 5,000, the default pause).
+   runs use the workers' settings (batches of 5,000, the default pause)
+   while a writer inserts July rows; then nothing of the month may be left,
+   nor its deliveries or their attempts, and every other row must be.
 """
 
 from __future__ import annotations
