@@ -72,6 +72,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/callbacks.py
 	$(BIN)/python bench/dtls.py
+	$(BIN)/python bench/partitions.py
 
 clean:
 	rm -rf $(VENV) var build dist src/*.egg-info portal/node_modules src/nubes/portal_dist

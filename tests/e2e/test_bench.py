@@ -41,3 +41,27 @@ def test_the_benchmark_runs_and_loses_nothing() -> None:
     rate = re.search(r"2\. gateway alone, answered single-fragment uplinks: ([\d,]+)/s", out)
     assert rate is not None
     assert int(rate.group(1).replace(",", "")) > 0
+
+
+def test_the_partitions_benchmark_runs_and_loses_nothing() -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    sizes = ["--insert", "2000", "--warmup", "500", "--rounds", "2", "--convert", "5000"]
+    sizes += ["--before", "1", "--month", "2000", "--kept", "500", "--time-limit", "120"]
+    done = subprocess.run(
+        [sys.executable, "bench/partitions.py", *sizes],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for name in ("plain", "partitioned"):
+        rate = re.search(rf"^  {name} +([\d,]+) rows/s", out, re.MULTILINE)
+        assert rate is not None, out
+        assert int(rate.group(1).replace(",", "")) > 0
+    assert "converted True" in out, out
+    assert re.search(r"errors 0\b", out), out
+    assert re.search(r"lost: 0\b", out), out
+    assert "dropped messages_2026_03" in out, out
