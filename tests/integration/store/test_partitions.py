@@ -103,12 +103,32 @@ async def _partition_names(database: Database) -> list[str]:
 async def test_a_new_database_starts_partitioned(fresh: Database) -> None:
     await fresh.migrate()
     assert await _is_partitioned(fresh)
-    names = await _partition_names(fresh)
-    assert names[0] == "messages_legacy"
-    assert names[-1] == "messages_default"
-    now = datetime.now(UTC)
-    ahead = partitions.add_months(partitions.month_start(now), partitions.MONTHS_AHEAD)
-    assert partitions.month_name(ahead) in names
+    this_month = partitions.month_start(datetime.now(UTC))
+    expected = [
+        partitions.month_name(partitions.add_months(this_month, n))
+        for n in range(partitions.MONTHS_AHEAD + 1)
+    ]
+    # The empty old table ends where the months begin: this one.
+    assert await _partition_names(fresh) == ["messages_legacy", *expected, "messages_default"]
+
+
+async def test_an_empty_table_converted_while_rows_arrive_takes_the_long_way(
+    fresh: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _plain_at_head(fresh)
+    real_swap = partitions._swap
+    late = _message(datetime(2026, 11, 28, tzinfo=UTC))  # past the empty table's boundary
+
+    async def swap_after_an_insert(db: Any, boundary: datetime, now: datetime) -> None:
+        if boundary == datetime(2026, 11, 1, tzinfo=UTC):
+            await Ingest(fresh.engine).apply(Changes(messages=[late]))
+        await real_swap(db, boundary, now)
+
+    monkeypatch.setattr(partitions, "_swap", swap_after_an_insert)
+    report = await partitions.convert(fresh.engine, now=NOW)
+
+    assert report.boundary == datetime(2027, 1, 1, tzinfo=UTC)
+    assert [row[0] for row in await _all_messages(fresh)] == [late["id"]]
 
 
 async def test_an_upgraded_database_stays_plain_until_post_deploy(fresh: Database) -> None:
