@@ -301,7 +301,10 @@ async def _swap(db: Driver, boundary: datetime, now: datetime) -> None:
     async with db.transaction():
         await _lock_timeout(db)
         await db.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
-        indexes = await db.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'messages'")
+        indexes = await db.fetch(
+            "SELECT indexname FROM pg_indexes "
+            "WHERE schemaname = current_schema() AND tablename = 'messages'"
+        )
         await db.execute(f"ALTER TABLE messages RENAME TO {LEGACY}")
         for (name,) in indexes:  # the primary key's index renames its constraint too
             if name != UNIQUE_INDEX:
