@@ -278,8 +278,10 @@ class Gateway:
 
     def _snapshot(self, serial: int) -> bytes | None:
         link = self._links.get(serial)
-        snapshot = None if link is None else snapshot_of(link, self._state.owner)
-        return None if snapshot is None else encode(snapshot)
+        if link is None:
+            return None
+        snapshot = snapshot_of(link, self._state.owner)
+        return None if snapshot is None else encode(snapshot, link.rest_cache)
 
     def on_takeover(self, serial: int, owner: str) -> None:
         """Another gateway serves the device now: this one's link is out of date."""
