@@ -269,11 +269,13 @@ class Transfer:
         """Whether `packet` would count a downlink as delivered without its ack, or
         drop an unfinished transfer (a restart at seq 0): what another process
         that served the device since would know better."""
-        if packet == self._last:
-            return False
+        # Asked before every packet with several gateways: the comparison with
+        # the last packet (a repeat confirms nothing) only when it matters.
         if self._phase is _Phase.DOWNLINK_LAST:
-            return not (_is_ack(packet) and packet.seq == self._expected)
-        return packet.seq == 0 and self._phase is not _Phase.IDLE
+            unseen = not (_is_ack(packet) and packet.seq == self._expected)
+        else:
+            unseen = packet.seq == 0 and self._phase is not _Phase.IDLE
+        return unseen and packet != self._last
 
     # -- device packets --------------------------------------------------------------
 
