@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import NamedTuple
 
 from nubes.flap.messages import MAX_MESSAGE
@@ -137,7 +137,7 @@ class TransferState(NamedTuple):
     repeats: int
 
 
-class _Phase(Enum):
+class _Phase(StrEnum):  # a str: `state()` hands the member itself out
     IDLE = "idle"
     UPLINK = "uplink"  # fragments of an uplink arriving
     DOWNLINK = "downlink"  # a fragment was sent; the device acks it
@@ -219,16 +219,17 @@ class Transfer:
         if self._pending is not None:
             raise RuntimeError("state() while an uplink awaits commit() or abandon()")
         out, last, answer = self._out, self._last, self._last_answer
+        age = now - self._last_since
         return TransferState(  # positional: keywords took half as long again
-            self._phase.value,
+            self._phase,
             self._expected,
-            tuple(self._parts),
+            tuple(self._parts) if self._parts else (),
             tuple(self._queue.items()) if self._queue else (),
             tuple(self._attempts.items()) if self._attempts else (),
             None if out is None else (out.downlink_id, out.message, out.index),
             None if last is None else last.encode(),
             None if answer is None else answer.encode(),
-            max(0.0, now - self._last_since),
+            age if age > 0.0 else 0.0,
             self._repeats,
         )
 
