@@ -22,9 +22,13 @@ each had cost about 12 (docs/benchmarks.md). A gateway loads the snapshot
 when a device it has no link for shows up (it already awaits the database
 for that device's downlinks then) and when its own link answers a packet
 with a reset or finds it stale, in case another gateway has served the
-device since. Whoever loads a snapshot of another owner tells the others
-(`takeover`), and they forget their link of that device: a stale link
-could otherwise handle a seq-0 packet as if nothing had happened since.
+device since. Whoever loads a snapshot tells the others (`takeover`), even
+its own snapshot, and they forget their link of that device: a stale link
+could otherwise handle a seq-0 packet as if nothing had happened since, or
+take the repeat of a message stored elsewhere for a new one. Takeovers go
+over pub/sub, at most once: a gateway that is reconnecting to Redis misses
+them and keeps its out-of-date link, and a repeat that reaches it then can
+still be stored twice.
 
 Snapshots are versioned with a hybrid clock (microseconds, and one more
 than the previous version), a loaded snapshot replaces a link only when it
