@@ -62,6 +62,7 @@ encode, format 2 under 1; a gateway of either format ignores the other's
 snapshots, so a device remapped during the upgrade may be reset once."""
 
 LOAD_TIMEOUT = 1.0  # seconds; a device waits 5 s for its answer
+SAVE_RETRY_SECONDS = 1.0  # after a failed save (`StateWriter`)
 
 
 class OfferState(NamedTuple):
@@ -418,14 +419,29 @@ class RedisState:
 
 
 class StateWriter:
-    """Saves changed links in batches: one save in flight, the rest coalesce behind it."""
+    """Saves changed links in batches: one save in flight, the rest coalesce behind it.
 
-    def __init__(self, state: SharedState, snapshot: Callable[[int], bytes | None]) -> None:
+    A batch that fails is saved again `retry_seconds` later, with whatever
+    changed meanwhile: a lost save leaves an older snapshot in Redis, and a
+    gateway that continued from it after a remap would take the repeat of
+    a message acked since for a new one and store it twice. The pause keeps
+    a gateway from looping against a Redis that is down; on `close` a failed
+    batch is given up.
+    """
+
+    def __init__(
+        self,
+        state: SharedState,
+        snapshot: Callable[[int], bytes | None],
+        retry_seconds: float = SAVE_RETRY_SECONDS,
+    ) -> None:
         self._state = state
         self._snapshot = snapshot
+        self._retry_seconds = retry_seconds
         self._dirty: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._scheduled = False
+        self._closing = False
         self.saved = 0
         self.failed = 0
 
@@ -451,12 +467,16 @@ class StateWriter:
         except Exception as err:
             self.failed += len(batch)
             log.warning("gateway state of %d devices not saved: %s", len(batch), err)
+            if not self._closing:
+                self._dirty.update(serial for serial, _ in batch)
+                await asyncio.sleep(self._retry_seconds)
         finally:
             self._task = None
         if self._dirty:
             self._flush()
 
     async def close(self) -> None:
+        self._closing = True
         self._flush()
-        if self._task is not None:
+        while self._task is not None:  # a save may start the next one as it ends
             await asyncio.gather(self._task, return_exceptions=True)

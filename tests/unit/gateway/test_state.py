@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import cbor2
 
+from helpers import eventually
 from nubes import flap
 from nubes.gateway.directory import DeviceInfo
 from nubes.gateway.downlinks import Offer
 from nubes.gateway.handover import adopt, snapshot_of
 from nubes.gateway.link import DeviceLink
-from nubes.gateway.state import LinkSnapshot, RestCache, decode, encode
+from nubes.gateway.state import LinkSnapshot, RestCache, StateWriter, decode, encode
 
 LIMIT = 360
 
@@ -136,3 +138,47 @@ def _snapshot_of(link: DeviceLink) -> LinkSnapshot:
 
 def _snapshot_of_served() -> LinkSnapshot:
     return _snapshot_of(_served())
+
+
+class FlakyRedis:
+    """Saves fail while `down`; what was saved is kept by serial."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.saved: dict[int, bytes] = {}
+
+    async def save(self, snapshots: list[tuple[int, bytes]]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Redis is restarting")
+        self.saved.update(snapshots)
+
+
+def _snapshot_bytes(serial: int) -> bytes:
+    return b"snapshot of %d" % serial
+
+
+async def test_a_failed_save_is_tried_again() -> None:
+    redis = FlakyRedis(failures=1)
+    writer = StateWriter(redis, _snapshot_bytes, retry_seconds=0.01)  # type: ignore[arg-type]
+    writer.changed(1)
+    writer.changed(2)
+
+    async def saved() -> dict[int, bytes]:
+        return dict(redis.saved)
+
+    assert await eventually(saved, lambda s: len(s) == 2, timeout=5.0) == {
+        1: b"snapshot of 1",
+        2: b"snapshot of 2",
+    }
+    assert (writer.failed, writer.saved) == (2, 2)
+    await writer.close()
+
+
+async def test_closing_gives_a_failed_save_up() -> None:
+    redis = FlakyRedis(failures=1_000)
+    writer = StateWriter(redis, _snapshot_bytes, retry_seconds=60.0)  # type: ignore[arg-type]
+    writer.changed(1)
+    await asyncio.wait_for(writer.close(), 5.0)
+    assert redis.saved == {}
+    assert writer.failed >= 1
