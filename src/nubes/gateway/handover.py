@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from typing import Any
 
 from nubes import flap
 from nubes.errors import ProtocolError
@@ -19,22 +20,24 @@ def snapshot_of(link: DeviceLink, owner: str) -> LinkSnapshot | None:
     """The link as a snapshot with a new version; None while an uplink awaits its ack."""
     if link.transfer.awaiting_commit:
         return None
-    link.version = next_version(link.version)
+    link.version = version = next_version(link.version)
     info = link.info
+    offers = link.offers
     return LinkSnapshot(
-        version=link.version,
-        owner=owner,
-        fragment_limit=link.fragment_limit,
-        session_id=info.session_id,
-        hashes=(info.decoder_hash, info.encoder_hash, info.config_hash),
-        transfer=link.transfer.state(time.monotonic()),
-        offers=tuple(
-            OfferState(o.downlink_id, o.type_name, o.message, o.body, o.stored)
-            for o in link.offers.values()
-        ),
-        delivered=tuple(link.delivered),
-        saved_at=time.time(),
+        version,
+        owner,
+        link.fragment_limit,
+        info.session_id,
+        (info.decoder_hash, info.encoder_hash, info.config_hash),
+        link.transfer.state(time.monotonic()),
+        tuple([OfferState(*_offer_values(o)) for o in offers.values()]) if offers else (),
+        tuple(link.delivered),
+        time.time(),
     )
+
+
+def _offer_values(offer: Offer) -> tuple[Any, str, bytes, Any, bool]:
+    return offer.downlink_id, offer.type_name, offer.message, offer.body, offer.stored
 
 
 def adopt(link: DeviceLink, snapshot: LinkSnapshot) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from nubes.flap import Transfer
 from nubes.gateway.directory import DeviceInfo
 from nubes.gateway.downlinks import Offer
+from nubes.gateway.state import RestCache
 
 BACKLOG = 8
 RECENTLY_DELIVERED = 64
@@ -52,10 +53,12 @@ class DeviceLink:
     delivered: deque[Any] = field(default_factory=lambda: deque(maxlen=RECENTLY_DELIVERED))
     # Several gateways (nubes.gateway.state): the version of the state last
     # saved or adopted, whether to load the shared snapshot before the next
-    # packet, and the packet a snapshot was last consulted for.
+    # packet, the packet a snapshot was last consulted for, and the rarely
+    # changing part of its snapshot as last encoded.
     version: int = 0
     restore: bool = False
     consulted: Any = None
+    rest_cache: RestCache = field(default_factory=RestCache)
 
     def offer(self, offer: Offer, *, first: bool = False) -> None:
         """Queues a downlink for the device; `first` puts it ahead (SET_SESSION)."""

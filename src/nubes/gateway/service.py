@@ -261,25 +261,33 @@ class Gateway:
             self._release(link)
 
     async def _restore(self, link: DeviceLink) -> bool:
-        """Continues the link from the shared snapshot when that is newer."""
+        """Continues the link from the shared snapshot when that is newer.
+
+        Whenever there is a snapshot, the other gateways are told to forget
+        the device, even when it is this gateway's own or not newer: another
+        gateway may have continued from it and answered only repeats, which
+        saves nothing; its copy would take the repeat of a message stored
+        here since for a new one, and store it again.
+        """
         serial = link.info.serial
         raw = await self._state.load(serial)
         snapshot = None if raw is None else decode(raw)
         if snapshot is None:
             self.counters["state:none"] += 1
             return False
+        self._spawn(self._state.takeover(serial))
         if not adopt(link, snapshot):
             self.counters["state:not newer"] += 1
             return False
         self.counters["state:adopted"] += 1
-        if snapshot.owner != self._state.owner:
-            self._spawn(self._state.takeover(serial))
         return True
 
     def _snapshot(self, serial: int) -> bytes | None:
         link = self._links.get(serial)
-        snapshot = None if link is None else snapshot_of(link, self._state.owner)
-        return None if snapshot is None else encode(snapshot)
+        if link is None:
+            return None
+        snapshot = snapshot_of(link, self._state.owner)
+        return None if snapshot is None else encode(snapshot, link.rest_cache)
 
     def on_takeover(self, serial: int, owner: str) -> None:
         """Another gateway serves the device now: this one's link is out of date."""

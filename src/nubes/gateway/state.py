@@ -11,15 +11,24 @@ opens another session).
 
 So each gateway saves a small snapshot of a link (`LinkSnapshot`: the
 transfer state, the offered and recently delivered downlinks, the session
-id and hashes it learnt) whenever a packet changed it, batched: one Redis
-pipeline at a time, the links changed meanwhile coalesce into the next
-(`StateWriter`). A gateway loads the snapshot when a device it has no link
-for shows up (it already awaits the database for that device's downlinks
-then) and when its own link answers a packet with a reset or finds it
-stale, in case another gateway has served the device since. Whoever loads
-a snapshot of another owner tells the others (`takeover`), and they forget
-their link of that device: a stale link could otherwise handle a seq-0
-packet as if nothing had happened since.
+id and hashes it learnt) whenever a packet changed it, batched: one save
+command at a time, the links changed meanwhile coalesce into the next
+(`StateWriter`), each encoded once per save however many packets changed
+it. That is once per uplink under load (a device waits for each answer),
+so the encoding is a fixed struct head with the byte strings appended, and
+the batch travels as one argument of a Lua script: together about 5 µs of
+gateway CPU per uplink, where a CBOR array per snapshot and two arguments
+each had cost about 12 (docs/benchmarks.md). A gateway loads the snapshot
+when a device it has no link for shows up (it already awaits the database
+for that device's downlinks then) and when its own link answers a packet
+with a reset or finds it stale, in case another gateway has served the
+device since. Whoever loads a snapshot tells the others (`takeover`), even
+its own snapshot, and they forget their link of that device: a stale link
+could otherwise handle a seq-0 packet as if nothing had happened since, or
+take the repeat of a message stored elsewhere for a new one. Takeovers go
+over pub/sub, at most once: a gateway that is reconnecting to Redis misses
+them and keeps its out-of-date link, and a repeat that reaches it then can
+still be stored twice.
 
 Snapshots are versioned with a hybrid clock (microseconds, and one more
 than the previous version), a loaded snapshot replaces a link only when it
@@ -32,11 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import cbor2
 import redis.asyncio as aioredis
@@ -45,14 +55,17 @@ from nubes.flap import TransferState
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
-"""Snapshot format; a snapshot of another format is ignored (treated as absent)."""
+FORMAT = 2
+"""Snapshot format, the first byte; a snapshot of another format is ignored
+(treated as absent). Format 1 (one CBOR array) took 4-5 µs per snapshot to
+encode, format 2 under 1; a gateway of either format ignores the other's
+snapshots, so a device remapped during the upgrade may be reset once."""
 
 LOAD_TIMEOUT = 1.0  # seconds; a device waits 5 s for its answer
+SAVE_RETRY_SECONDS = 1.0  # after a failed save (`StateWriter`)
 
 
-@dataclass(frozen=True, slots=True)
-class OfferState:
+class OfferState(NamedTuple):
     """A downlink offered to the device (`gateway.downlinks.Offer` without its bytes)."""
 
     downlink_id: Hashable
@@ -62,8 +75,9 @@ class OfferState:
     stored: bool
 
 
-@dataclass(frozen=True, slots=True)
-class LinkSnapshot:
+class LinkSnapshot(NamedTuple):
+    """A link as plain values; a named tuple, as it is made after every packet."""
+
     version: int
     owner: str
     fragment_limit: int
@@ -81,6 +95,90 @@ def next_version(previous: int) -> int:
 
 
 # -- bytes ---------------------------------------------------------------------
+#
+# Format 2: a fixed head, seven byte strings, and the CBOR of the rest.
+# The head: format, version, saved_at, last_age, repeats, expected (-1:
+# none), fragment limit, session id (0: none; session ids are non-zero), the
+# lengths of the byte strings (0xFFFF: None) and of the rest (0: empty).
+# The byte strings: owner, phase, decoder, encoder and config hashes (UTF-8),
+# the last packet and its answer. The rest: uplink fragments, queued
+# downlinks, attempts, the downlink on the wire, offers and delivered ids;
+# empty unless downlinks are under way or were delivered, and then encoded
+# once and reused while it does not change (`RestCache`).
+
+_HEAD = struct.Struct(">BQddIhHI7HI")
+_ABSENT = 0xFFFF
+_NO_REST: tuple[Any, ...] = ((), (), (), None, (), ())
+
+
+@dataclass(slots=True)
+class RestCache:
+    """A link's last encoded rest, reused while equal.
+
+    A device that got downlinks keeps up to 64 delivered ids for ever
+    (`link.RECENTLY_DELIVERED`); encoding them took longer than all the rest
+    of a snapshot, and they change once per downlink, not per packet.
+    """
+
+    key: tuple[Any, ...] = ()
+    raw: bytes = b""
+
+
+def encode(snapshot: LinkSnapshot, cache: RestCache | None = None) -> bytes:
+    """The snapshot's bytes; `cache` (the link's) spares encoding an unchanged rest.
+
+    Written out field by field: this runs after every packet that changed a
+    link, and each list or generator more cost a tenth of a microsecond.
+    """
+    s, t = snapshot, snapshot.transfer
+    decoder, encoder, config = s.hashes
+    owner, phase = s.owner.encode(), t.phase.encode()
+    d = b"" if decoder is None else decoder.encode()
+    e = b"" if encoder is None else encoder.encode()
+    c = b"" if config is None else config.encode()
+    last, answer = t.last, t.last_answer
+    rest = _rest(s, cache)
+    head = _HEAD.pack(
+        FORMAT,
+        s.version,
+        s.saved_at,
+        t.last_age,
+        t.repeats,
+        -1 if t.expected is None else t.expected,
+        s.fragment_limit,
+        s.session_id or 0,
+        len(owner),
+        len(phase),
+        _ABSENT if decoder is None else len(d),
+        _ABSENT if encoder is None else len(e),
+        _ABSENT if config is None else len(c),
+        _ABSENT if last is None else len(last),
+        _ABSENT if answer is None else len(answer),
+        len(rest),
+    )
+    return b"".join((head, owner, phase, d, e, c, last or b"", answer or b"", rest))
+
+
+def _rest(s: LinkSnapshot, cache: RestCache | None) -> bytes:
+    t = s.transfer
+    key = (t.parts, t.queue, t.attempts, t.out, s.offers, s.delivered)
+    if not any(key):
+        return b""
+    if cache is not None and cache.key == key:
+        return cache.raw
+    raw: bytes = cbor2.dumps(
+        [
+            list(t.parts),
+            [[_id_out(k), v] for k, v in t.queue],
+            [[_id_out(k), v] for k, v in t.attempts],
+            None if t.out is None else [_id_out(t.out[0]), t.out[1], t.out[2]],
+            [[_id_out(o.downlink_id), o.type_name, o.message, o.body, o.stored] for o in s.offers],
+            [_id_out(d) for d in s.delivered],
+        ]
+    )
+    if cache is not None:
+        cache.key, cache.raw = key, raw
+    return raw
 
 
 def _id_out(value: Hashable) -> Any:
@@ -101,74 +199,65 @@ def _id_in(value: Any) -> Hashable:
     raise ValueError(f"not a downlink id: {value!r}")
 
 
-def encode(snapshot: LinkSnapshot) -> bytes:
-    s, t = snapshot, snapshot.transfer
-    out = None if t.out is None else [_id_out(t.out[0]), t.out[1], t.out[2]]
-    return bytes(
-        cbor2.dumps(
-            [
-                FORMAT,
-                s.version,
-                s.owner,
-                s.fragment_limit,
-                s.session_id,
-                list(s.hashes),
-                [t.phase, t.expected, list(t.parts), t.last, t.last_answer, t.last_age, t.repeats],
-                [[_id_out(k), v] for k, v in t.queue],
-                [[_id_out(k), v] for k, v in t.attempts],
-                out,
-                [
-                    [_id_out(o.downlink_id), o.type_name, o.message, o.body, o.stored]
-                    for o in s.offers
-                ],
-                [_id_out(d) for d in s.delivered],
-                s.saved_at,
-            ]
-        )
-    )
-
-
 def decode(raw: bytes) -> LinkSnapshot | None:
     """The snapshot in `raw`; None for another format or bytes that do not decode."""
+    if not raw or raw[0] != FORMAT:
+        return None
     try:
-        return _decode(cbor2.loads(raw))
+        return _decode(raw)
     except Exception as err:  # whatever Redis holds must not stop a device's packet
         log.warning("gateway state snapshot ignored: %s", err)
         return None
 
 
-def _decode(value: Any) -> LinkSnapshot | None:
-    if not isinstance(value, list) or not value or value[0] != FORMAT:
-        return None
-    (_, version, owner, limit, session_id, hashes, tr, queue, attempts, out, offers, done, at) = (
-        value
+def _decode(raw: bytes) -> LinkSnapshot:
+    (_, version, saved_at, age, repeats, expected, limit, session_id, *sizes) = _HEAD.unpack_from(
+        raw
     )
-    phase, expected, parts, last, last_answer, age, repeats = tr
+    offset, strings = _HEAD.size, []
+    for size in sizes[:-1]:
+        strings.append(None if size == _ABSENT else raw[offset : offset + size])
+        offset += 0 if size == _ABSENT else size
+    if offset + sizes[-1] != len(raw):
+        raise ValueError(f"{len(raw)} bytes, not {offset + sizes[-1]}")
+    owner, phase, decoder, encoder, config, last, last_answer = strings
+    rest = cbor2.loads(raw[offset:]) if sizes[-1] else _NO_REST
+    parts, queue, attempts, out, offers, done = rest
     transfer = TransferState(
-        phase=str(phase),
-        expected=None if expected is None else int(expected),
+        phase=_text(phase),
+        expected=None if expected < 0 else expected,
         parts=tuple(_bytes(p) for p in parts),
         queue=tuple((_id_in(k), _bytes(v)) for k, v in queue),
         attempts=tuple((_id_in(k), int(v)) for k, v in attempts),
         out=None if out is None else (_id_in(out[0]), _bytes(out[1]), int(out[2])),
-        last=None if last is None else _bytes(last),
-        last_answer=None if last_answer is None else _bytes(last_answer),
-        last_age=float(age),
-        repeats=int(repeats),
+        last=last,
+        last_answer=last_answer,
+        last_age=age,
+        repeats=repeats,
     )
     return LinkSnapshot(
-        version=int(version),
-        owner=str(owner),
-        fragment_limit=int(limit),
-        session_id=None if session_id is None else int(session_id),
-        hashes=tuple(None if h is None else str(h) for h in hashes),  # type: ignore[arg-type]
+        version=version,
+        owner=_text(owner),
+        fragment_limit=limit,
+        session_id=session_id or None,
+        hashes=(_hash(decoder), _hash(encoder), _hash(config)),
         transfer=transfer,
         offers=tuple(
             OfferState(_id_in(i), str(n), _bytes(m), b, bool(s)) for i, n, m, b, s in offers
         ),
         delivered=tuple(_id_in(d) for d in done),
-        saved_at=float(at),
+        saved_at=saved_at,
     )
+
+
+def _text(value: bytes | None) -> str:
+    if value is None:
+        raise ValueError("a text field is absent")
+    return value.decode()
+
+
+def _hash(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
 
 
 def _bytes(value: Any) -> bytes:
@@ -225,13 +314,33 @@ class LocalState:
         return None
 
 
+# One command for a whole batch, and one argument: redis-py spends far more
+# per command than per argument (a pipeline of SETs halved the gateway), and
+# still a microsecond per argument (a key and a value per snapshot were a
+# third of the cost of saving). The script builds the keys itself, so they
+# are not declared: fine on one Redis, which is what the gateways share.
 _SAVE = """
-local ttl = ARGV[1]
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'PX', ttl)
+local prefix, ttl, records = ARGV[1], ARGV[2], ARGV[3]
+local at, saved = 1, 0
+while at <= #records do
+  local serial, snapshot
+  serial, snapshot, at = struct.unpack('>Bc0I4c0', records, at)
+  redis.call('SET', prefix .. serial, snapshot, 'PX', ttl)
+  saved = saved + 1
 end
-return #KEYS
+return saved
 """
+_DIGITS = struct.Struct(">B")
+_SIZE = struct.Struct(">I")
+
+
+def save_records(snapshots: list[tuple[int, bytes]]) -> bytes:
+    """The argument of `_SAVE`: each serial in decimal and each snapshot, length first."""
+    parts: list[bytes] = []
+    for serial, raw in snapshots:
+        digits = b"%d" % serial
+        parts += (_DIGITS.pack(len(digits)), digits, _SIZE.pack(len(raw)), raw)
+    return b"".join(parts)
 
 
 class RedisState:
@@ -250,7 +359,7 @@ class RedisState:
         self._listener: asyncio.Task[None] | None = None
         self._save_script = self._client.register_script(_SAVE)
 
-    def _key(self, serial: int) -> str:
+    def _key(self, serial: int | str) -> str:
         return f"{self._prefix}:gateway:link:{serial}"
 
     async def start(self, on_takeover: Callable[[int, str], None]) -> None:
@@ -278,10 +387,7 @@ class RedisState:
         return value if isinstance(value, bytes) else None
 
     async def save(self, snapshots: list[tuple[int, bytes]]) -> None:
-        # One command for the whole batch: redis-py spends far more per
-        # command than per argument (a pipeline of SETs halved the gateway).
-        keys = [self._key(serial) for serial, _ in snapshots]
-        await self._save_script(keys=keys, args=[self._ttl_ms, *(raw for _, raw in snapshots)])
+        await self._save_script(args=[self._key(""), self._ttl_ms, save_records(snapshots)])
 
     async def takeover(self, serial: int) -> None:
         try:
@@ -313,14 +419,29 @@ class RedisState:
 
 
 class StateWriter:
-    """Saves changed links in batches: one save in flight, the rest coalesce behind it."""
+    """Saves changed links in batches: one save in flight, the rest coalesce behind it.
 
-    def __init__(self, state: SharedState, snapshot: Callable[[int], bytes | None]) -> None:
+    A batch that fails is saved again `retry_seconds` later, with whatever
+    changed meanwhile: a lost save leaves an older snapshot in Redis, and a
+    gateway that continued from it after a remap would take the repeat of
+    a message acked since for a new one and store it twice. The pause keeps
+    a gateway from looping against a Redis that is down; on `close` a failed
+    batch is given up.
+    """
+
+    def __init__(
+        self,
+        state: SharedState,
+        snapshot: Callable[[int], bytes | None],
+        retry_seconds: float = SAVE_RETRY_SECONDS,
+    ) -> None:
         self._state = state
         self._snapshot = snapshot
+        self._retry_seconds = retry_seconds
         self._dirty: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._scheduled = False
+        self._closing = False
         self.saved = 0
         self.failed = 0
 
@@ -346,12 +467,16 @@ class StateWriter:
         except Exception as err:
             self.failed += len(batch)
             log.warning("gateway state of %d devices not saved: %s", len(batch), err)
+            if not self._closing:
+                self._dirty.update(serial for serial, _ in batch)
+                await asyncio.sleep(self._retry_seconds)
         finally:
             self._task = None
         if self._dirty:
             self._flush()
 
     async def close(self) -> None:
+        self._closing = True
         self._flush()
-        if self._task is not None:
+        while self._task is not None:  # a save may start the next one as it ends
             await asyncio.gather(self._task, return_exceptions=True)

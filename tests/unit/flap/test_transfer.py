@@ -558,6 +558,35 @@ def test_downlink_fragments_respect_the_envelope_limit() -> None:
     assert received == message
 
 
+# -- what another process may know better (several gateways) ----------------------------
+
+
+def test_a_fully_sent_downlink_is_confirmed_unseen_by_anything_but_its_ack() -> None:
+    transfer = at(6)
+    transfer.offer("d1", b"\x82\x00\x80")
+    send(transfer, P, 6)  # the last (only) fragment is out at 7
+    assert not transfer.confirms_unseen(Packet(A, 8))
+    assert not transfer.confirms_unseen(Packet(P, 6))  # a repeat of the poll
+    assert transfer.confirms_unseen(Packet(P, 8))
+    assert transfer.confirms_unseen(Packet(F | L, 0, DATA))
+
+
+def test_seq_zero_in_the_middle_of_an_uplink_is_unseen_unless_a_repeat() -> None:
+    transfer = Transfer(494)
+    send(transfer, F, 0, b"\x06part")  # the last packet has seq 0 itself
+    assert not transfer.confirms_unseen(Packet(F, 0, b"\x06part"))
+    assert transfer.confirms_unseen(Packet(F, 0, b"\x06other"))
+    assert transfer.confirms_unseen(Packet(F | L, 0, DATA))
+
+
+def test_packets_in_sequence_or_from_idle_confirm_nothing_unseen() -> None:
+    transfer = at(6)
+    assert not transfer.confirms_unseen(Packet(P, 0))
+    assert not transfer.confirms_unseen(Packet(F | L, 6, DATA))
+    send(transfer, F, 6, b"\x06part")
+    assert not transfer.confirms_unseen(Packet(L, 8, DATA))
+
+
 # -- any packet at all ------------------------------------------------------------------
 
 packets = st.builds(

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import cbor2
 
+from helpers import eventually
 from nubes import flap
 from nubes.gateway.directory import DeviceInfo
 from nubes.gateway.downlinks import Offer
 from nubes.gateway.handover import adopt, snapshot_of
 from nubes.gateway.link import DeviceLink
-from nubes.gateway.state import decode, encode
+from nubes.gateway.state import LinkSnapshot, RestCache, StateWriter, decode, encode
 
 LIMIT = 360
 
@@ -83,10 +85,100 @@ def test_garbage_and_other_formats_are_ignored() -> None:
 def test_an_inconsistent_snapshot_is_not_adopted() -> None:
     snapshot = snapshot_of(_served(), "gw-a")
     assert snapshot is not None
-    value = cbor2.loads(encode(snapshot))
-    value[9] = None  # a downlink phase without its downlink
-    broken = decode(cbor2.dumps(value))
+    # A downlink phase without its downlink:
+    inconsistent = snapshot._replace(transfer=snapshot.transfer._replace(out=None))
+    broken = decode(encode(inconsistent))
     assert broken is not None
     link = _link()
     assert not adopt(link, broken)
     assert link.version == 0
+
+
+def test_a_fresh_link_and_learnt_hashes_round_trip() -> None:
+    link = _link()
+    link.info.decoder_hash, link.info.config_hash = "6940c0933067d636", "00ff00ff00ff00ff"
+    snapshot = snapshot_of(link, "gw-b")
+    assert snapshot is not None
+    assert snapshot.transfer.last is None
+    assert snapshot.session_id is None
+    assert decode(encode(snapshot)) == snapshot
+
+
+def test_bytes_that_do_not_add_up_are_ignored() -> None:
+    raw = encode(_snapshot_of_served())
+    for bad in (raw[:-1], raw + b"\x00", raw[: len(raw) // 2]):
+        assert decode(bad) is None
+
+
+def test_an_unchanged_rest_is_encoded_once() -> None:
+    """Offers and delivered ids are encoded again only when they change."""
+    served = _served()
+    cache = RestCache()
+    first = _snapshot_of(served)
+    assert encode(first, cache) == encode(first)
+    rest = cache.raw
+    assert rest
+    second = _snapshot_of(served)
+    assert second.version > first.version
+    assert decode(encode(second, cache)) == second
+    assert cache.raw is rest  # reused, not encoded again
+    served.delivered.append(uuid.uuid4())
+    third = _snapshot_of(served)
+    restored = decode(encode(third, cache))
+    assert restored is not None
+    assert restored.delivered == third.delivered
+    assert len(restored.delivered) == 2
+
+
+def _snapshot_of(link: DeviceLink) -> LinkSnapshot:
+    snapshot = snapshot_of(link, "gw-a")
+    assert snapshot is not None
+    return snapshot
+
+
+def _snapshot_of_served() -> LinkSnapshot:
+    return _snapshot_of(_served())
+
+
+class FlakyRedis:
+    """Saves fail while `down`; what was saved is kept by serial."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.saved: dict[int, bytes] = {}
+
+    async def save(self, snapshots: list[tuple[int, bytes]]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Redis is restarting")
+        self.saved.update(snapshots)
+
+
+def _snapshot_bytes(serial: int) -> bytes:
+    return b"snapshot of %d" % serial
+
+
+async def test_a_failed_save_is_tried_again() -> None:
+    redis = FlakyRedis(failures=1)
+    writer = StateWriter(redis, _snapshot_bytes, retry_seconds=0.01)  # type: ignore[arg-type]
+    writer.changed(1)
+    writer.changed(2)
+
+    async def saved() -> dict[int, bytes]:
+        return dict(redis.saved)
+
+    assert await eventually(saved, lambda s: len(s) == 2, timeout=5.0) == {
+        1: b"snapshot of 1",
+        2: b"snapshot of 2",
+    }
+    assert (writer.failed, writer.saved) == (2, 2)
+    await writer.close()
+
+
+async def test_closing_gives_a_failed_save_up() -> None:
+    redis = FlakyRedis(failures=1_000)
+    writer = StateWriter(redis, _snapshot_bytes, retry_seconds=60.0)  # type: ignore[arg-type]
+    writer.changed(1)
+    await asyncio.wait_for(writer.close(), 5.0)
+    assert redis.saved == {}
+    assert writer.failed >= 1
