@@ -117,9 +117,22 @@ async def drop_message_indexes(connection: AsyncConnection) -> None:
 
 
 async def create_message_indexes(connection: AsyncConnection) -> None:
+    """The primary key and indexes again; partitioned, the key includes `created_at`."""
     await connection.execute(sa.text("SET maintenance_work_mem = '1GB'"))
     await connection.execute(sa.text("SET max_parallel_maintenance_workers = 2"))
-    await connection.execute(sa.schema.AddConstraint(messages.primary_key))
+    partitioned = (
+        await connection.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table "
+                "WHERE partrelid = to_regclass('messages'))"
+            )
+        )
+    ).scalar()
+    columns = "id, created_at" if partitioned else "id"
+    name = messages.primary_key.name
+    await connection.execute(
+        sa.text(f"ALTER TABLE messages ADD CONSTRAINT {name} PRIMARY KEY ({columns})")
+    )
     for index in messages.indexes:
         await connection.run_sync(index.create)
 
