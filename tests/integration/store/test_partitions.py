@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from integration.store.test_retention import _callback, _delivery
 from nubes.store import partitions
 from nubes.store import tables as t
 from nubes.store.database import Database
@@ -275,7 +276,8 @@ async def test_retention_drops_months_past_every_horizon(fresh: Database) -> Non
     january = [_message(datetime(2027, 1, 10, tzinfo=UTC), n) for n in range(5)]
     march = [_message(datetime(2027, 3, 10, tzinfo=UTC), n) for n in range(5)]
     await ingest.apply(Changes(messages=january + march))
-    delivery = await _delivery_of(fresh, january[0]["id"])
+    callback_id = await _callback(fresh.engine, {"organization_id": ORG, "group_id": GROUP})
+    await _delivery(fresh.engine, callback_id, january[0]["id"])  # with two attempts
 
     # Retention 30 days: on 2027-03-05 January (ends 02-01) is past the horizon (02-03).
     report = await Retention(fresh.engine, pause_seconds=0).run(datetime(2027, 3, 5, tzinfo=UTC))
@@ -283,60 +285,15 @@ async def test_retention_drops_months_past_every_horizon(fresh: Database) -> Non
     assert "messages_2027_01" in report.dropped
     assert report.deleted["messages"] == 5
     assert report.deleted["deliveries"] == 1
+    assert report.deleted["delivery_attempts"] == 2
     names = await _partition_names(fresh)
     assert "messages_2027_01" not in names
     assert "messages_2027_03" in names
     remaining = {row[0] for row in await _all_messages(fresh)}
     assert remaining == {row["id"] for row in march}
     async with fresh.engine.connect() as conn:
-        left = await conn.execute(
-            sa.select(sa.func.count())
-            .select_from(t.delivery_attempts)
-            .where(t.delivery_attempts.c.delivery_id == delivery)
-        )
+        left = await conn.execute(sa.select(sa.func.count()).select_from(t.delivery_attempts))
         assert left.scalar() == 0
-
-
-async def _delivery_of(database: Database, message_id: uuid.UUID) -> uuid.UUID:
-    callback_id, delivery_id = uuid.uuid4(), uuid.uuid4()
-    at = datetime(2027, 1, 10, tzinfo=UTC)
-    async with database.engine.begin() as conn:
-        await conn.execute(
-            sa.insert(t.callbacks).values(
-                id=callback_id,
-                organization_id=ORG,
-                group_id=GROUP,
-                name="hook",
-                method="POST",
-                url="https://example.com/hook",
-                query_params=[],
-                headers=[],
-                content_type="application/json",
-                payload="",
-                triggers=["data"],
-                timeout=5.0,
-                retry_delays=[1],
-                created_at=at,
-                updated_at=at,
-            )
-        )
-        await conn.execute(
-            sa.insert(t.deliveries).values(
-                id=delivery_id,
-                organization_id=ORG,
-                callback_id=callback_id,
-                message_id=message_id,
-                state="succeeded",
-                created_at=at,
-                updated_at=at,
-            )
-        )
-        await conn.execute(
-            sa.insert(t.delivery_attempts).values(
-                delivery_id=delivery_id, callback_id=callback_id, at=at, outcome="success"
-            )
-        )
-    return delivery_id
 
 
 async def _until(condition: Any, *, timeout: float = 20.0, is_async: bool = False) -> None:
