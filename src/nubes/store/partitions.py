@@ -389,7 +389,7 @@ async def _attach_month(db: Driver, month: datetime) -> None:
 
 
 async def maintain(engine: AsyncEngine, now: datetime) -> list[str]:
-    """The months ahead, if `messages` is partitioned; what housekeeping calls."""
+    """The months ahead, if `messages` is partitioned (retention runs do it too)."""
     if engine.dialect.name != "postgresql":
         return []
     async with driver_of(engine) as db:
