@@ -59,7 +59,7 @@ async def main(database_url: str, port: int, redis_url: str | None) -> None:
         max_links=settings.max_device_links,
         state=state,
     )
-    await state.start(gateway.on_takeover)
+    await state.start(gateway.on_takeover, gateway.on_takeovers_missed)
     await open_mac_endpoint(gateway, "127.0.0.1", port, base64=True)
     print(f"ready {len(directory)}", flush=True)
     await asyncio.Event().wait()

@@ -309,7 +309,7 @@ class Runtime:
             max_links=settings.max_device_links,
             state=state,
         )
-        await state.start(self.gateway.on_takeover)
+        await state.start(self.gateway.on_takeover, self.gateway.on_takeovers_missed)
         self._stops.append(self.gateway.close)
         for port, base64 in ((settings.flap_raw_port, False), (settings.flap_base64_port, True)):
             transport = await open_mac_endpoint(self.gateway, settings.bind, port, base64=base64)

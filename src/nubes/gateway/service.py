@@ -300,6 +300,14 @@ class Gateway:
         else:
             del self._links[serial]
 
+    def on_takeovers_missed(self) -> None:
+        """Takeovers may have been lost (the subscription dropped): any link may be
+        out of date, so each consults the shared state before its next packet."""
+        for link in self._links.values():
+            link.restore = link.reload_downlinks = True
+        self.counters["state:takeovers missed"] += 1
+        log.warning("takeovers may have been missed: %d links will consult Redis", len(self._links))
+
     def _release(self, link: DeviceLink) -> None:
         """Ends an awaited step and handles what arrived meanwhile, in order."""
         link.busy = False

@@ -26,9 +26,12 @@ device since. Whoever loads a snapshot tells the others (`takeover`), even
 its own snapshot, and they forget their link of that device: a stale link
 could otherwise handle a seq-0 packet as if nothing had happened since, or
 take the repeat of a message stored elsewhere for a new one. Takeovers go
-over pub/sub, at most once: a gateway that is reconnecting to Redis misses
-them and keeps its out-of-date link, and a repeat that reaches it then can
-still be stored twice.
+over pub/sub, at most once: when a gateway's subscription drops, and again
+when it is back, the gateway treats every link as possibly taken over
+(each consults Redis and the database before its next packet), since what
+was published meanwhile is lost. What is left: a takeover takes a few ms
+to arrive, and a repeat reaching the other gateway inside that window
+could still be stored twice (devices repeat after seconds).
 
 Snapshots are versioned with a hybrid clock (microseconds, and one more
 than the previous version), a loaded snapshot replaces a link only when it
@@ -275,7 +278,11 @@ class SharedState(Protocol):
     shared: bool
     owner: str
 
-    async def start(self, on_takeover: Callable[[int, str], None]) -> None: ...
+    async def start(
+        self, on_takeover: Callable[[int, str], None], on_missed: Callable[[], None]
+    ) -> None:
+        """Listens for takeovers; `on_missed` when some may have been lost meanwhile."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -298,7 +305,9 @@ class LocalState:
     def __init__(self) -> None:
         self.owner = "local"
 
-    async def start(self, on_takeover: Callable[[int, str], None]) -> None:
+    async def start(
+        self, on_takeover: Callable[[int, str], None], on_missed: Callable[[], None]
+    ) -> None:
         return None
 
     async def close(self) -> None:
@@ -349,23 +358,30 @@ class RedisState:
     shared = True
 
     def __init__(self, url: str, prefix: str, ttl_seconds: float) -> None:
+        self.owner = uuid.uuid4().hex[:12]
+        # The name shows in CLIENT LIST: which connections are which gateway's.
         self._client: aioredis.Redis = aioredis.from_url(
-            url, socket_timeout=5.0, socket_connect_timeout=5.0, health_check_interval=30
+            url,
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
+            health_check_interval=30,
+            client_name=f"nubes-gateway-{self.owner}",
         )
         self._prefix = prefix
         self._ttl_ms = max(1000, int(ttl_seconds * 1000))
         self._channel = f"{prefix}:gateway:takeover"
-        self.owner = uuid.uuid4().hex[:12]
         self._listener: asyncio.Task[None] | None = None
         self._save_script = self._client.register_script(_SAVE)
 
     def _key(self, serial: int | str) -> str:
         return f"{self._prefix}:gateway:link:{serial}"
 
-    async def start(self, on_takeover: Callable[[int, str], None]) -> None:
+    async def start(
+        self, on_takeover: Callable[[int, str], None], on_missed: Callable[[], None]
+    ) -> None:
         ready = asyncio.Event()
         self._listener = asyncio.create_task(
-            self._listen(on_takeover, ready), name="gateway-takeovers"
+            self._listen(on_takeover, on_missed, ready), name="gateway-takeovers"
         )
         try:
             await asyncio.wait_for(ready.wait(), 5.0)
@@ -395,11 +411,21 @@ class RedisState:
         except aioredis.RedisError as err:
             log.warning("takeover of device %s not announced: %s", serial, err)
 
-    async def _listen(self, on_takeover: Callable[[int, str], None], ready: asyncio.Event) -> None:
+    async def _listen(
+        self,
+        on_takeover: Callable[[int, str], None],
+        on_missed: Callable[[], None],
+        ready: asyncio.Event,
+    ) -> None:
+        """Takeovers until cancelled; pub/sub delivers at most once, so a lost
+        subscription calls `on_missed` when it drops and again once it is back
+        (whatever was published in between is gone)."""
         while True:
             try:
                 async with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel)
+                    if ready.is_set():
+                        on_missed()
                     ready.set()
                     async for message in pubsub.listen():
                         self._on_message(message.get("data"), on_takeover)
@@ -407,6 +433,8 @@ class RedisState:
                 raise
             except Exception as err:
                 log.warning("gateway takeovers: lost Redis (%s); reconnecting", err)
+                if ready.is_set():
+                    on_missed()
                 await asyncio.sleep(1.0)
 
     def _on_message(self, data: Any, on_takeover: Callable[[int, str], None]) -> None:

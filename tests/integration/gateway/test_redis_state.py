@@ -6,11 +6,14 @@ The batch goes to Redis as one string that a Lua script splits (see
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from helpers import eventually
 from nubes.gateway.state import RedisState
 
 pytestmark = pytest.mark.integration
@@ -61,3 +64,44 @@ async def test_a_later_save_replaces_the_snapshot_and_sets_the_ttl(
     finally:
         await client.aclose()
     assert 0 < ttl_ms <= TTL * 1000
+
+
+async def _kill_subscription(redis_url: str, owner: str) -> int:
+    """Closes, on the server, the gateway's pub/sub connection; how many were closed."""
+    client = aioredis.from_url(redis_url)
+    try:
+        clients = await client.client_list(_type="pubsub")
+        ids = [c["id"] for c in clients if c.get("name") == f"nubes-gateway-{owner}"]
+        for client_id in ids:
+            await client.client_kill_filter(_id=client_id)
+        return len(ids)
+    finally:
+        await client.aclose()
+
+
+async def test_a_lost_subscription_reports_missed_takeovers_and_comes_back(
+    gateways: list[RedisState], redis_url: str
+) -> None:
+    """Pub/sub delivers at most once: a dropped subscription must say so, twice
+    (when it drops, and when it is back), and takeovers must flow again."""
+    listener, announcer = gateways
+    takeovers: list[tuple[int, str]] = []
+    missed: list[float] = []
+    loop = asyncio.get_running_loop()
+    await listener.start(
+        lambda serial, owner: takeovers.append((serial, owner)), lambda: missed.append(loop.time())
+    )
+    await announcer.start(lambda serial, owner: None, lambda: None)
+    await announcer.takeover(11)
+    await eventually(lambda: _value(takeovers), lambda t: t == [(11, announcer.owner)])
+    assert missed == []
+
+    assert await _kill_subscription(redis_url, listener.owner) == 1
+    await eventually(lambda: _value(missed), lambda m: len(m) == 2, timeout=10.0)
+
+    await announcer.takeover(12)
+    await eventually(lambda: _value(takeovers), lambda t: (12, announcer.owner) in t)
+
+
+async def _value(items: list[Any]) -> list[Any]:
+    return list(items)

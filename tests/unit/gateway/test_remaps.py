@@ -34,11 +34,12 @@ SECOND = flap.Packet(flap.F | flap.L, 2, b"\x06" + bytes(8) + b"\xa1\x00\x02")
 
 
 class Hub:
-    """Snapshots by serial, and who listens for takeovers."""
+    """Snapshots by serial, who listens for takeovers, and who does not hear them now."""
 
     def __init__(self) -> None:
         self.snapshots: dict[int, bytes] = {}
         self.listeners: dict[str, Callable[[int, str], None]] = {}
+        self.deaf: set[str] = set()  # a lost subscription: takeovers to them vanish
 
 
 class HubState:
@@ -50,7 +51,9 @@ class HubState:
         self._hub = hub
         self.owner = owner
 
-    async def start(self, on_takeover: Callable[[int, str], None]) -> None:
+    async def start(
+        self, on_takeover: Callable[[int, str], None], on_missed: Callable[[], None]
+    ) -> None:
         self._hub.listeners[self.owner] = on_takeover
 
     async def close(self) -> None:
@@ -65,7 +68,7 @@ class HubState:
     async def takeover(self, serial: int) -> None:
         loop = asyncio.get_running_loop()
         for owner, listener in self._hub.listeners.items():
-            if owner != self.owner:
+            if owner != self.owner and owner not in self._hub.deaf:
                 loop.call_soon(listener, serial, self.owner)
 
 
@@ -105,7 +108,7 @@ async def two(migrated_sqlite: Database) -> AsyncIterator[tuple[Gateway, Gateway
             max_links=10,
             state=state,
         )
-        await state.start(gateway.on_takeover)
+        await state.start(gateway.on_takeover, gateway.on_takeovers_missed)
         gateways.append(gateway)
         closing += [gateway.close, publisher.close, directory.close]
     yield gateways[0], gateways[1], hub
@@ -170,3 +173,39 @@ async def test_a_repeat_after_two_remaps_is_not_stored_again(
     assert (await _answered(air, 4))[3] == flap.Packet(flap.A, 3)
     assert _stored(a, b) == 2
     assert b.counters["state:adopted"] == 2
+
+
+@pytest.mark.parametrize(
+    ("reported", "stored"), [(True, 2), (False, 3)], ids=["reported", "unreported"]
+)
+async def test_a_gateway_told_it_missed_takeovers_consults_before_storing(
+    two: tuple[Gateway, Gateway, Hub], reported: bool, stored: int
+) -> None:
+    """B holds the link and misses A's takeover (its subscription was down).
+
+    Reported, as the Redis listener does when its subscription drops and
+    comes back, B consults the shared state before the next packet and takes
+    the repeat of A's message for a repeat. Unreported, the repeat is stored
+    twice: the case shows the order really is the race.
+    """
+    a, b, hub = two
+    air = Air()
+    await _send(a, air, FIRST)
+    await _answered(air, 1)
+    await _saved_with_last(hub, FIRST)
+    # The ack was lost: B continues from A's snapshot on the repeats (two, one
+    # answer, as in the test above).
+    await _send(b, air, FIRST)
+    await _send(b, air, FIRST)
+    await _answered(air, 2)
+    hub.deaf.add("gw-b")
+    await _send(a, air, SECOND)  # back to A, whose takeover B does not hear
+    assert (await _answered(air, 3))[2] == flap.Packet(flap.A, 3)
+    await _saved_with_last(hub, SECOND)
+    hub.deaf.clear()
+    if reported:
+        b.on_takeovers_missed()
+    await _send(b, air, SECOND)  # that ack was lost too: the repeats reach B
+    await _send(b, air, SECOND)
+    assert (await _answered(air, 4))[3] == flap.Packet(flap.A, 3)
+    assert _stored(a, b) == stored
