@@ -26,8 +26,8 @@ converted with `partitions.convert`, as the post-deploy step does.
    ones. On the partitioned table that month is `messages_2026_03`
    (converted "on 2026-01-15", months made up to "2026-07-15"); `Retention`
    runs "on 2026-07-15" (90 days: horizon 2026-04-16), drops it and the
-   empty `messages_legacy` (everything before 2026-03) after deleting their
-   deliveries. The same rows in a plain table are deleted in batches. Both
+   empty partitions before it (`messages_legacy`, `_2026_01`, `_2026_02`)
+   after deleting their deliveries. The same rows in a plain table are deleted in batches. Both
    runs use the workers' settings (batches of 5,000, the default pause)
    while a writer inserts July rows; then nothing of the month may be left,
    nor its deliveries or their attempts, and every other row must be.
@@ -59,7 +59,7 @@ from nubes.store.retention import DEFAULT_BATCH_SIZE, PAUSE_SECONDS, Retention, 
 BATCH = 500
 DEVICES = 100
 TIME_LIMIT = 600.0  # seconds for the whole run
-CONVERTED_AT = datetime(2026, 1, 15, tzinfo=UTC)  # boundary 2026-03-01
+CONVERTED_AT = datetime(2026, 1, 15, tzinfo=UTC)  # an empty table: months from 2026-01 on
 EXPIRED_MONTH = datetime(2026, 3, 1, tzinfo=UTC)
 RETAINED_AT = datetime(2026, 7, 15, tzinfo=UTC)  # horizon 2026-04-16 at 90 days
 STEPS = (

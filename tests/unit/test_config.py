@@ -79,22 +79,43 @@ def test_field_errors_name_their_variable() -> None:
 # -- NUBES_<FIELD>_FILE (Docker secrets) -------------------------------------------------
 
 
+def _environment(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    files: dict[str, str],
+    variables: dict[str, str] | None = None,
+) -> None:
+    """Only these NUBES_* variables; each of `files` in a file that NUBES_<NAME>_FILE names."""
+    _clear_nubes_environment(monkeypatch)
+    for name, text in files.items():
+        secret = tmp_path / name.lower()
+        secret.write_text(text)
+        monkeypatch.setenv(f"NUBES_{name}_FILE", str(secret))
+    for name, value in (variables or {}).items():
+        monkeypatch.setenv(f"NUBES_{name}", value)
+
+
 def _clear_nubes_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("NUBES_"):
             monkeypatch.delenv(name)
 
 
+PRODUCTION_URLS = {
+    "DATABASE_URL": str(SAFE["database_url"]),
+    "BROKER_URL": str(SAFE["broker_url"]),
+    "REDIS_URL": str(SAFE["redis_url"]),
+    "PRODUCTION": "true",
+}
+
+
 def test_a_value_comes_from_the_file_a_file_variable_names(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _clear_nubes_environment(monkeypatch)
-    secret = tmp_path / "database_url"
-    secret.write_text(str(SAFE["database_url"]) + "\n")  # as `echo ... > file` writes it
-    monkeypatch.setenv("NUBES_DATABASE_URL_FILE", str(secret))
-    monkeypatch.setenv("NUBES_BROKER_URL", str(SAFE["broker_url"]))
-    monkeypatch.setenv("NUBES_REDIS_URL", str(SAFE["redis_url"]))
-    monkeypatch.setenv("NUBES_PRODUCTION", "true")
+    variables = {k: v for k, v in PRODUCTION_URLS.items() if k != "DATABASE_URL"}
+    # with the newline `echo ... > file` writes
+    files = {"DATABASE_URL": PRODUCTION_URLS["DATABASE_URL"] + "\n"}
+    _environment(monkeypatch, tmp_path, files, variables)
     settings = Settings()
     assert settings.database_url == f"postgresql+asyncpg://nubes:{STRONG}@postgres:5432/nubes"
 
@@ -102,13 +123,8 @@ def test_a_value_comes_from_the_file_a_file_variable_names(
 def test_a_weak_password_from_a_file_is_refused_too(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _clear_nubes_environment(monkeypatch)
-    secret = tmp_path / "redis_url"
-    secret.write_text("redis://:guest@redis:6379/0")
-    monkeypatch.setenv("NUBES_REDIS_URL_FILE", str(secret))
-    monkeypatch.setenv("NUBES_DATABASE_URL", str(SAFE["database_url"]))
-    monkeypatch.setenv("NUBES_BROKER_URL", str(SAFE["broker_url"]))
-    monkeypatch.setenv("NUBES_PRODUCTION", "true")
+    variables = {k: v for k, v in PRODUCTION_URLS.items() if k != "REDIS_URL"}
+    _environment(monkeypatch, tmp_path, {"REDIS_URL": "redis://:guest@redis:6379/0"}, variables)
     with pytest.raises(ValidationError) as caught:
         Settings()
     problems = configuration_problems(caught.value)
@@ -119,11 +135,8 @@ def test_a_weak_password_from_a_file_is_refused_too(
 def test_a_variable_and_its_file_together_are_refused(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _clear_nubes_environment(monkeypatch)
-    secret = tmp_path / "url"
-    secret.write_text("postgresql://a:b@c/d")
-    monkeypatch.setenv("NUBES_DATABASE_URL", "sqlite:///x.db")
-    monkeypatch.setenv("NUBES_DATABASE_URL_FILE", str(secret))
+    files = {"DATABASE_URL": "postgresql://a:b@c/d"}
+    _environment(monkeypatch, tmp_path, files, {"DATABASE_URL": "sqlite:///x.db"})
     with pytest.raises(ConfigError, match="both NUBES_DATABASE_URL and NUBES_DATABASE_URL_FILE"):
         Settings()
 
@@ -131,11 +144,9 @@ def test_a_variable_and_its_file_together_are_refused(
 def test_an_empty_variable_leaves_the_value_to_its_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _clear_nubes_environment(monkeypatch)
-    secret = tmp_path / "url"
-    secret.write_text("amqp://nubes:x@rabbitmq:5672/")
-    monkeypatch.setenv("NUBES_BROKER_URL", "")  # a compose override clearing the base value
-    monkeypatch.setenv("NUBES_BROKER_URL_FILE", str(secret))
+    # An empty variable: a compose override clearing the base file's value.
+    files = {"BROKER_URL": "amqp://nubes:x@rabbitmq:5672/"}
+    _environment(monkeypatch, tmp_path, files, {"BROKER_URL": ""})
     assert Settings().broker_url == "amqp://nubes:x@rabbitmq:5672/"
 
 
