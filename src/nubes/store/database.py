@@ -136,10 +136,7 @@ class Database:
         months ahead.
         """
         with _as_store_error("post-deploy migration"):
-            try:
-                return await partitions.convert(self._engine)
-            except asyncpg.PostgresError as err:
-                raise StoreError(f"post-deploy migration failed: {err}") from err
+            return await partitions.convert(self._engine)
 
     async def current_revision(self) -> str | None:
         """The revision the database is at, or None if it was never migrated."""
@@ -302,7 +299,9 @@ async def _check_foreign_keys(connection: AsyncConnection) -> None:
 def _as_store_error(action: str) -> Iterator[None]:
     try:
         yield
-    except (SQLAlchemyError, OSError, CommandError) as err:
+    # asyncpg's own errors come from statements sent to the driver directly
+    # (the partitions' DDL), past SQLAlchemy.
+    except (SQLAlchemyError, asyncpg.PostgresError, OSError, CommandError) as err:
         raise StoreError(f"{action} failed: {err}") from err
 
 
